@@ -1,0 +1,542 @@
+"""From located YAML values to the document model, collecting every structural problem.
+
+Parsing checks shape (keys, value types, id syntax); references between parts of the document are
+checked afterwards in `check`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from liandong.document import words
+from liandong.document.model import (
+    AllOf,
+    AnyOf,
+    Boundary,
+    Citation,
+    Commander,
+    Comparison,
+    Condition,
+    EnumValue,
+    Group,
+    InputRef,
+    InputSpec,
+    InputType,
+    Level,
+    Not,
+    Obligation,
+    Operand,
+    Pos,
+    Rule,
+    RuleSetDocument,
+    Scalar,
+    Source,
+    Then,
+    Unit,
+)
+from liandong.document.source import LList, LMap, LScalar, Value
+from liandong.errors import Problem
+from liandong.suggest import closest
+
+RULESET_ID = re.compile(r"^[a-z][a-z0-9-]*$")
+CATALOGUE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+RESERVED_INPUTS = frozenset({"sid", "id"})  # durable-rules keys every fact by these
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+T = TypeVar("T")
+
+TOP_KEYS = (
+    "ruleset", "version", "title", "source", "effective_from", "effective_until", "incident_types",
+    "boundary", "inputs", "levels", "units", "groups", "obligations", "rules",
+)
+TOP_REQUIRED = ("ruleset", "version", "title", "source", "effective_from", "incident_types", "boundary", "inputs", "rules")
+INPUT_KEYS = ("type", "unit", "min", "max", "default", "required", "optional", "meaning", "values", "max_length")
+THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
+
+
+def _kind(value: Value) -> str:
+    if isinstance(value, LMap):
+        return "a mapping"
+    if isinstance(value, LList):
+        return "a list"
+    if value.value is None:
+        return "empty"
+    return f"{type(value.value).__name__} {value.value!r}"
+
+
+class Parser:
+    """Reads one document; every problem found is kept in `problems`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.problems: list[Problem] = []
+        self.ruleset = ""
+        self.boundary = Boundary.CIVIL_CODE
+        self.default_document = ""
+
+    # -- reporting -----------------------------------------------------------------------------
+    def problem(self, at: Value | tuple[int, int], message: str, key: str = "", rule_id: str = "", suggestion: str = "") -> None:
+        line, column = at if isinstance(at, tuple) else (at.line, at.column)
+        self.problems.append(Problem(self.path, line, column, message, key=key, ruleset=self.ruleset, rule_id=rule_id, suggestion=suggestion))
+
+    def pos(self, value: Value, key: str) -> Pos:
+        return Pos(self.path, value.line, value.column, key)
+
+    # -- shapes --------------------------------------------------------------------------------
+    def mapping(self, value: Value | None, where: str, allowed: tuple[str, ...] | None, required: tuple[str, ...] = (), rule_id: str = "") -> LMap | None:
+        if value is None:
+            return None
+        if not isinstance(value, LMap):
+            self.problem(value, f"{where} must be a mapping, not {_kind(value)}", key=where, rule_id=rule_id)
+            return None
+        for key, at in value.keys.items():
+            if allowed is not None and key not in allowed:
+                self.problem(at, f"{where} has unknown key '{key}'", key=f"{where}.{key}", rule_id=rule_id, suggestion=closest(key, allowed))
+        for key in required:
+            if key not in value.entries:
+                self.problem(value, f"{where} is missing '{key}'", key=f"{where}.{key}", rule_id=rule_id)
+        return value
+
+    def listing(self, value: Value | None, where: str, rule_id: str = "") -> tuple[Value, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, LScalar) and value.value is None:
+            return ()
+        if not isinstance(value, LList):
+            self.problem(value, f"{where} must be a list, not {_kind(value)}", key=where, rule_id=rule_id)
+            return ()
+        return value.items
+
+    def scalar(self, value: Value | None, where: str, check: Callable[[object], bool], expected: str, rule_id: str = "") -> object | None:
+        if value is None:
+            return None
+        if isinstance(value, LScalar) and check(value.value):
+            return value.value
+        hint = " (quote it)" if expected == "text" and isinstance(value, LScalar) and value.value is not None else ""
+        self.problem(value, f"{where} must be {expected}, not {_kind(value)}{hint}", key=where, rule_id=rule_id)
+        return None
+
+    def text(self, value: Value | None, where: str, rule_id: str = "", allow_empty: bool = False) -> str | None:
+        got = self.scalar(value, where, lambda v: isinstance(v, str), "text", rule_id)
+        if isinstance(got, str):
+            if not got.strip() and not allow_empty and value is not None:
+                self.problem(value, f"{where} must not be empty", key=where, rule_id=rule_id)
+                return None
+            return got
+        return None
+
+    def ident(self, value: Value | None, where: str, pattern: re.Pattern[str], rule_id: str = "") -> str | None:
+        got = self.text(value, where, rule_id)
+        if got is not None and not pattern.match(got) and value is not None:
+            self.problem(value, f"{where} '{got}' is not a valid id (expected {pattern.pattern})", key=where, rule_id=rule_id)
+            return None
+        return got
+
+    def id_list(self, value: Value | None, where: str, rule_id: str = "") -> tuple[tuple[str, Value], ...]:
+        out: list[tuple[str, Value]] = []
+        for item in self.listing(value, where, rule_id):
+            got = self.text(item, f"{where} item", rule_id)
+            if got is not None:
+                out.append((got, item))
+        return tuple(out)
+
+    def refs(self, field: str, pairs: tuple[tuple[str, Value], ...]) -> dict[str, Pos]:
+        return {f"{field}:{ident}": self.pos(at, field) for ident, at in pairs}
+
+    def number(self, value: Value | None, where: str) -> float | int | None:
+        got = self.scalar(value, where, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
+        if isinstance(got, float) and not math.isfinite(got):
+            assert value is not None
+            self.problem(value, f"{where} must be finite", key=where)
+            return None
+        return got if isinstance(got, (int, float)) else None
+
+    def date(self, value: Value | None, where: str) -> dt.date | None:
+        if value is None:
+            return None
+        if isinstance(value, LScalar):
+            if isinstance(value.value, dt.datetime):
+                return value.value.date()
+            if isinstance(value.value, dt.date):
+                return value.value
+            if isinstance(value.value, str):
+                try:
+                    return dt.date.fromisoformat(value.value)
+                except ValueError:
+                    pass
+        self.problem(value, f"{where} must be a date YYYY-MM-DD, not {_kind(value)}", key=where)
+        return None
+
+    def citation(self, value: Value | None, where: str, rule_id: str = "") -> Citation | None:
+        if value is None:
+            return None
+        if isinstance(value, LScalar):
+            clause = self.text(value, where, rule_id)
+            return Citation(self.default_document, clause) if clause else None
+        m = self.mapping(value, where, ("document", "clause"), ("clause",), rule_id)
+        if m is None:
+            return None
+        clause = self.text(m.entries.get("clause"), f"{where}.clause", rule_id)
+        document = self.text(m.entries.get("document"), f"{where}.document", rule_id) if "document" in m.entries else self.default_document
+        if clause is None or document is None:
+            return None
+        return Citation(document, clause)
+
+    # -- the document ----------------------------------------------------------------------------
+    def document(self, root: Value) -> RuleSetDocument | None:
+        top = self.mapping(root, "document", TOP_KEYS, TOP_REQUIRED)
+        if top is None:
+            return None
+        e = top.entries
+        self.ruleset = self.ident(e.get("ruleset"), "ruleset", RULESET_ID) or ""
+        version = self.text(e.get("version"), "version")
+        title = self.text(e.get("title"), "title")
+        source = self._source(e.get("source"))
+        self.default_document = source.plan if source else ""
+        effective_from = self.date(e.get("effective_from"), "effective_from")
+        effective_until = self.date(e.get("effective_until"), "effective_until") if "effective_until" in e else None
+        if effective_from and effective_until and effective_until < effective_from:
+            self.problem(e["effective_until"], "effective_until is before effective_from", key="effective_until")
+        types = tuple(t for t, _ in self.id_list(e.get("incident_types"), "incident_types"))
+        for t, at in self.id_list(e.get("incident_types"), "incident_types"):
+            if not CATALOGUE_ID.match(t):
+                self.problem(at, f"incident type '{t}' is not a valid id (expected {CATALOGUE_ID.pattern})", key="incident_types")
+        if "incident_types" in e and not types:
+            self.problem(e["incident_types"], "incident_types must name at least one type", key="incident_types")
+        boundary_text = self.text(e.get("boundary"), "boundary")
+        if boundary_text is not None:
+            try:
+                self.boundary = Boundary(boundary_text)
+            except ValueError:
+                allowed = [b.value for b in Boundary]
+                self.problem(e["boundary"], f"boundary '{boundary_text}' is not one of {', '.join(allowed)}", key="boundary", suggestion=closest(boundary_text, allowed))
+        inputs = self._inputs(e.get("inputs"))
+        levels = self._each(e.get("levels"), "levels", self._level)
+        units = self._each(e.get("units"), "units", self._unit)
+        groups = self._each(e.get("groups"), "groups", self._group)
+        obligations = self._each(e.get("obligations"), "obligations", self._obligation)
+        rules = self._each(e.get("rules"), "rules", self._rule)
+        if "rules" in e and not self.listing(e.get("rules"), "rules"):
+            self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
+        if version is None or title is None or source is None or effective_from is None:
+            return None
+        return RuleSetDocument(
+            ruleset=self.ruleset, version=version, title=title, source=source,
+            effective_from=effective_from, effective_until=effective_until, incident_types=types,
+            boundary=self.boundary, inputs=inputs, levels=levels, units=units, groups=groups,
+            obligations=obligations, rules=rules, path=self.path,
+        )
+
+    def _each(self, value: Value | None, where: str, parse: Callable[[Value, str], T | None]) -> tuple[T, ...]:
+        out = []
+        for index, item in enumerate(self.listing(value, where)):
+            got = parse(item, f"{where}[{index}]")
+            if got is not None:
+                out.append(got)
+        return tuple(out)
+
+    def _source(self, value: Value | None) -> Source | None:
+        m = self.mapping(value, "source", ("plan", "location"), ("plan", "location"))
+        if m is None:
+            return None
+        plan = self.text(m.entries.get("plan"), "source.plan")
+        location = self.text(m.entries.get("location"), "source.location")
+        return Source(plan, location) if plan and location else None
+
+    def _inputs(self, value: Value | None) -> tuple[InputSpec, ...]:
+        m = self.mapping(value, "inputs", None)  # every key is an input name
+        if m is None:
+            return ()
+        if not m.entries:
+            self.problem(m, "inputs is empty: declare the incident's fields", key="inputs")
+        out = []
+        for name, spec in m.entries.items():
+            if name in RESERVED_INPUTS:
+                self.problem(m.keys[name], f"input name '{name}' is reserved by the engine; choose another", key=f"inputs.{name}")
+                continue
+            if not CATALOGUE_ID.match(name):
+                self.problem(m.keys[name], f"input name '{name}' is not a valid id (expected {CATALOGUE_ID.pattern})", key=f"inputs.{name}")
+                continue
+            got = self._input(name, spec)
+            if got is not None:
+                out.append(got)
+        return tuple(out)
+
+    def _input(self, name: str, value: Value) -> InputSpec | None:
+        where = f"inputs.{name}"
+        m = self.mapping(value, where, INPUT_KEYS, ("type", "meaning"))
+        if m is None:
+            return None
+        e = m.entries
+        type_text = self.text(e.get("type"), f"{where}.type")
+        meaning = self.text(e.get("meaning"), f"{where}.meaning")
+        if type_text is None or meaning is None:
+            return None
+        try:
+            kind = InputType(type_text)
+        except ValueError:
+            allowed = [t.value for t in InputType]
+            self.problem(e["type"], f"{where}.type '{type_text}' is not one of {', '.join(allowed)}", key=f"{where}.type", suggestion=closest(type_text, allowed))
+            return None
+        required = bool(self.scalar(e.get("required"), f"{where}.required", lambda v: isinstance(v, bool), "true or false"))
+        optional = bool(self.scalar(e.get("optional"), f"{where}.optional", lambda v: isinstance(v, bool), "true or false"))
+        has_default = "default" in e
+        if required + optional + has_default != 1:
+            self.problem(m, f"{where} must say exactly one of 'default: V', 'required: true' or 'optional: true'", key=where)
+        default = None
+        if has_default:
+            raw = e["default"]
+            if not isinstance(raw, LScalar) or raw.value is None:
+                self.problem(raw, f"{where}.default must be a value, not {_kind(raw)}", key=f"{where}.default")
+            else:
+                default = raw.value
+        values: tuple[EnumValue, ...] = ()
+        if kind is InputType.ENUM:
+            vm = self.mapping(e.get("values"), f"{where}.values", None)  # every key is a value id
+            if vm is None:
+                if "values" not in e:
+                    self.problem(m, f"{where} is an enum and needs 'values' (id: label)", key=f"{where}.values")
+            else:
+                collected = []
+                for vid, label in vm.entries.items():
+                    if not CATALOGUE_ID.match(vid):
+                        self.problem(vm.keys[vid], f"enum value id '{vid}' is not a valid id (expected {CATALOGUE_ID.pattern})", key=f"{where}.values.{vid}")
+                    text = self.text(label, f"{where}.values.{vid}")
+                    if text is not None:
+                        collected.append(EnumValue(vid, text))
+                if not collected:
+                    self.problem(vm, f"{where}.values is empty", key=f"{where}.values")
+                values = tuple(collected)
+        elif "values" in e:
+            self.problem(m.keys["values"], f"{where}.values is only for enum inputs", key=f"{where}.values")
+        for bound in ("min", "max"):
+            if bound in e and not (kind in (InputType.INTEGER, InputType.NUMBER)):
+                self.problem(m.keys[bound], f"{where}.{bound} is only for integer and number inputs", key=f"{where}.{bound}")
+        minimum = self.number(e.get("min"), f"{where}.min")
+        maximum = self.number(e.get("max"), f"{where}.max")
+        if minimum is not None and maximum is not None and minimum > maximum:
+            self.problem(e["max"], f"{where}.max is below its min", key=f"{where}.max")
+        max_length = 1000
+        if "max_length" in e:
+            if kind is not InputType.STRING:
+                self.problem(m.keys["max_length"], f"{where}.max_length is only for string inputs", key=f"{where}.max_length")
+            got = self.scalar(e["max_length"], f"{where}.max_length", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive whole number")
+            max_length = got if isinstance(got, int) else max_length
+        unit = self.text(e.get("unit"), f"{where}.unit") or ""
+        return InputSpec(
+            name=name, type=kind, meaning=meaning, pos=self.pos(m, where), unit=unit,
+            minimum=minimum, maximum=maximum, required=required, optional=optional,
+            default=default if isinstance(default, (int, float, bool, str)) else None,
+            values=values, max_length=max_length,
+        )
+
+    def _level(self, value: Value, where: str) -> Level | None:
+        m = self.mapping(value, where, ("code", "name", "rank", "then", "citation"), ("code", "name", "rank"))
+        if m is None:
+            return None
+        code = self.text(m.entries.get("code"), f"{where}.code")
+        name = self.text(m.entries.get("name"), f"{where}.name")
+        rank = self.scalar(m.entries.get("rank"), f"{where}.rank", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number")
+        here = f"level '{code}'" if code else where
+        then = None
+        if "then" in m.entries:
+            then = self._then(m.entries["then"], here, "")
+            if then is not None and then.level is not None:
+                self.problem(m.entries["then"], f"{here} then cannot set a level", key="then.level")
+            if "citation" not in m.entries:
+                self.problem(m, f"{here} has 'then' and so needs a 'citation'", key="citation")
+        citation = self.citation(m.entries.get("citation"), f"{here} citation") if "citation" in m.entries else None
+        if code is None or name is None or not isinstance(rank, int):
+            return None
+        return Level(code, name, rank, self.pos(m, where), then, citation)
+
+    def _unit(self, value: Value, where: str) -> Unit | None:
+        m = self.mapping(value, where, ("id", "name", "duties", "citation"), ("id", "name", "duties", "citation"))
+        if m is None:
+            return None
+        uid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
+        name = self.text(m.entries.get("name"), f"{where}.name")
+        duties = self.text(m.entries.get("duties"), f"{where}.duties")
+        citation = self.citation(m.entries.get("citation"), f"{where}.citation")
+        if uid is None or name is None or duties is None or citation is None:
+            return None
+        return Unit(uid, name, duties, citation, self.pos(m, f"units.{uid}"))
+
+    def _group(self, value: Value, where: str) -> Group | None:
+        m = self.mapping(value, where, ("id", "name", "lead", "members", "duties", "citation"), ("id", "name", "members", "duties", "citation"))
+        if m is None:
+            return None
+        gid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
+        name = self.text(m.entries.get("name"), f"{where}.name")
+        lead = self.text(m.entries.get("lead"), f"{where}.lead") if "lead" in m.entries else None
+        member_refs = self.id_list(m.entries.get("members"), f"{where}.members")
+        members = tuple(i for i, _ in member_refs)
+        refs = self.refs("members", member_refs)
+        if lead is not None:
+            refs[f"lead:{lead}"] = self.pos(m.entries["lead"], "lead")
+        duties = self.text(m.entries.get("duties"), f"{where}.duties")
+        citation = self.citation(m.entries.get("citation"), f"{where}.citation")
+        if gid is None or name is None or duties is None or citation is None:
+            return None
+        return Group(gid, name, lead, members, duties, citation, self.pos(m, f"groups.{gid}"), refs)
+
+    def _obligation(self, value: Value, where: str) -> Obligation | None:
+        m = self.mapping(value, where, ("id", "text", "who", "within", "citation"), ("id", "text", "citation"))
+        if m is None:
+            return None
+        oid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
+        text = self.text(m.entries.get("text"), f"{where}.text")
+        who_refs = self.id_list(m.entries.get("who"), f"{where}.who")
+        who = tuple(i for i, _ in who_refs)
+        citation = self.citation(m.entries.get("citation"), f"{where}.citation")
+        seconds: int | None = None
+        within_text = ""
+        if "within" in m.entries:
+            raw = self.text(m.entries["within"], f"{where}.within")
+            match = DURATION.match(raw.strip()) if raw else None
+            if raw is not None and match is None:
+                self.problem(m.entries["within"], f"{where}.within '{raw}' is not a duration like 20m, 2h or 1d", key=f"{where}.within")
+            elif match is not None:
+                seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+                within_text = f"{match.group(1)}{match.group(2)}"
+        if oid is None or text is None or citation is None:
+            return None
+        return Obligation(oid, text, who, seconds, within_text, citation, self.pos(m, f"obligations.{oid}"), self.refs("who", who_refs))
+
+    def _rule(self, value: Value, where: str) -> Rule | None:
+        if isinstance(value, LMap) and isinstance(value.entries.get("id"), LScalar):
+            written = value.entries["id"]
+            if isinstance(written, LScalar) and isinstance(written.value, str):
+                where = f"rule '{written.value}'"
+        m = self.mapping(value, where, ("id", "title", "citation", "when", "then"), ("id", "title", "citation", "when", "then"))
+        if m is None:
+            return None
+        rid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
+        here = f"rule '{rid}'" if rid else where
+        title = self.text(m.entries.get("title"), f"{here} title", rid)
+        citation = self.citation(m.entries.get("citation"), f"{here} citation", rid)
+        when = self.condition(m.entries["when"], here, rid) if "when" in m.entries else None
+        then = self._then(m.entries.get("then"), here, rid)
+        if not rid or title is None or citation is None or when is None or then is None:
+            return None
+        return Rule(rid, title, citation, when, then, self.pos(m, f"rules.{rid}"))
+
+    def _then(self, value: Value | None, here: str, rid: str) -> Then | None:
+        m = self.mapping(value, f"{here} then", THEN_KEYS, rule_id=rid)
+        if m is None:
+            return None
+        e = m.entries
+        if not e:
+            self.problem(m, f"{here} then is empty: a rule must set or add something", key="then", rule_id=rid)
+            return None
+        commanders: tuple[Commander, ...] | None = None
+        if "commanders" in e:
+            found = []
+            for item in self.listing(e["commanders"], f"{here} commanders", rid):
+                cm = self.mapping(item, f"{here} commander", ("role", "who"), ("role", "who"), rid)
+                if cm is None:
+                    continue
+                role = self.text(cm.entries.get("role"), f"{here} commander role", rid)
+                who = self.text(cm.entries.get("who"), f"{here} commander who", rid)
+                if role and who:
+                    found.append(Commander(role, who))
+            commanders = tuple(found)
+        lists = {name: self.id_list(e.get(name), f"{here} {name}", rid) for name in ("units", "groups", "obligations")}
+        where: dict[str, Pos] = {}
+        for name, pairs in lists.items():
+            where.update(self.refs(name, pairs))
+        level = self.text(e.get("level"), f"{here} level", rid) if "level" in e else None
+        lead = self.text(e.get("lead"), f"{here} lead", rid) if "lead" in e else None
+        if level is not None:
+            where[f"level:{level}"] = self.pos(e["level"], "level")
+        if lead is not None:
+            where[f"lead:{lead}"] = self.pos(e["lead"], "lead")
+        return Then(
+            level=level,
+            command_tier=self.text(e.get("command_tier"), f"{here} command_tier", rid) if "command_tier" in e else None,
+            commanders=commanders,
+            lead=lead,
+            units=tuple(i for i, _ in lists["units"]),
+            groups=tuple(i for i, _ in lists["groups"]),
+            obligations=tuple(i for i, _ in lists["obligations"]),
+            where=where,
+        )
+
+    # -- conditions ------------------------------------------------------------------------------
+    def condition(self, value: Value, here: str, rid: str) -> Condition | None:
+        if not isinstance(value, LMap) or len(value.entries) != 1:
+            self.problem(value, f"{here}: a condition is one of all/any/not or one comparison 'input: {{op: value}}', not {_kind(value) if not isinstance(value, LMap) else f'a mapping with {len(value.entries)} keys'} (use all: [...] to join several)", key="when", rule_id=rid)
+            return None
+        key, inner = next(iter(value.entries.items()))
+        pos = self.pos(value, key)
+        if key in ("all", "any"):
+            items = self.listing(inner, f"{here} {key}", rid)
+            if not items:
+                self.problem(inner, f"{here}: '{key}' needs at least one condition", key=key, rule_id=rid)
+                return None
+            parsed = [self.condition(item, here, rid) for item in items]
+            if any(p is None for p in parsed):
+                return None
+            conds = tuple(p for p in parsed if p is not None)
+            return AllOf(conds, pos) if key == "all" else AnyOf(conds, pos)
+        if key == "not":
+            item = self.condition(inner, here, rid)
+            return Not(item, pos) if item is not None else None
+        return self._comparison(key, inner, value, here, rid)
+
+    def _comparison(self, name: str, inner: Value, at: LMap, here: str, rid: str) -> Condition | None:
+        if isinstance(inner, LScalar):
+            ops: list[tuple[str, Value, tuple[int, int]]] = [("eq", inner, (inner.line, inner.column))]
+        elif isinstance(inner, LMap):
+            if not inner.entries:
+                self.problem(inner, f"{here}: comparison on '{name}' has no operator", key=name, rule_id=rid)
+                return None
+            ops = [(op, v, inner.keys[op]) for op, v in inner.entries.items()]
+        else:
+            self.problem(inner, f"{here}: comparison on '{name}' must be a value or {{operator: value}}, not a list (use 'in: [...]')", key=name, rule_id=rid)
+            return None
+        out: list[Condition] = []
+        for op, operand_value, op_at in ops:
+            if op not in words.ALL_OPERATORS:
+                self.problem(op_at, f"{here}: unknown operator '{op}' on '{name}'", key=f"{name}.{op}", rule_id=rid, suggestion=closest(op, words.ALL_OPERATORS))
+                continue
+            sym = words.symbolic(op, self.boundary)
+            operand = self._operand(sym, operand_value, here, name, rid)
+            if operand is None:
+                continue
+            out.append(Comparison(name, sym, operand, op, Pos(self.path, op_at[0], op_at[1], f"{name}.{op}")))
+        if len(out) != len(ops):
+            return None
+        return out[0] if len(out) == 1 else AllOf(tuple(out), self.pos(at, name))
+
+    def _operand(self, op: str, value: Value, here: str, name: str, rid: str) -> Operand | None:
+        if op in ("in", "between"):
+            items = self.listing(value, f"{here} {name} {op}", rid)
+            scalars: list[Scalar] = []
+            for item in items:
+                if isinstance(item, LScalar) and isinstance(item.value, (int, float, bool, str)):
+                    scalars.append(item.value)
+                else:
+                    self.problem(item, f"{here}: '{op}' on '{name}' takes plain values, not {_kind(item)}", key=name, rule_id=rid)
+                    return None
+            if op == "between" and len(scalars) != 2:
+                self.problem(value, f"{here}: 'between' on '{name}' takes [low, high]", key=name, rule_id=rid)
+                return None
+            if op == "in" and not scalars:
+                self.problem(value, f"{here}: 'in' on '{name}' needs at least one value", key=name, rule_id=rid)
+                return None
+            return tuple(scalars)
+        if isinstance(value, LMap):
+            m = self.mapping(value, f"{here} {name} operand", ("input",), ("input",), rid)
+            other = self.text(m.entries.get("input"), f"{here} {name} operand input", rid) if m else None
+            return InputRef(other) if other else None
+        if isinstance(value, LScalar) and isinstance(value.value, (int, float, bool, str)):
+            return value.value
+        self.problem(value, f"{here}: operand of '{op}' on '{name}' must be a value or {{input: NAME}}, not {_kind(value)}", key=name, rule_id=rid)
+        return None

@@ -1,0 +1,147 @@
+"""Reading YAML safely into values that remember where they were written.
+
+Only YAML's safe schema is constructed (no Python objects, ever). Limits that protect the service
+from a hostile or broken document: the file's size, and the number of nodes after alias expansion
+(an "alias bomb" of nested anchors expands exponentially while its text stays small).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import yaml
+
+from liandong.errors import Problem
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+
+_COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"})
+
+Value = Union["LMap", "LList", "LScalar"]
+
+
+@dataclass(frozen=True)
+class LScalar:
+    value: object
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class LList:
+    items: tuple[Value, ...]
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class LMap:
+    """A mapping whose keys are strings; `keys` keeps each key's own position."""
+
+    entries: dict[str, Value]
+    keys: dict[str, tuple[int, int]]
+    line: int
+    column: int
+
+
+class SourceError(Exception):
+    """The text is not a usable YAML document; carries the located problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(str(problems[0]))
+        self.problems = problems
+
+
+class _Builder:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self.problems: list[Problem] = []
+        self._constructor = yaml.SafeLoader("")  # only its scalar constructors are used
+
+    def build(self, node: yaml.Node, active: frozenset[int]) -> Value:
+        self.count += 1
+        if self.count > MAX_EXPANDED_NODES:
+            raise SourceError([self._problem(node, f"document expands to more than {MAX_EXPANDED_NODES} nodes (aliases?); refusing it")])
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        if id(node) in active:
+            raise SourceError([self._problem(node, "recursive alias: an anchor refers to itself")])
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                value = self._constructor.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:
+                raise SourceError([self._problem(node, f"unreadable value: {exc}")]) from exc
+            return LScalar(value, line, column)
+        inner = active | {id(node)}
+        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in _COLLECTION_TAGS:
+            raise SourceError([self._problem(node, f"unsupported tag {node.tag}: only plain YAML is read")])
+        if isinstance(node, yaml.SequenceNode):
+            return LList(tuple(self.build(item, inner) for item in node.value), line, column)
+        if isinstance(node, yaml.MappingNode):
+            entries: dict[str, Value] = {}
+            keys: dict[str, tuple[int, int]] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self.problems.append(self._problem(key_node, "merge keys ('<<') are not supported; write the keys out"))
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problems.append(self._problem(key_node, "a key must be plain text"))
+                    continue
+                key = str(self._constructor.construct_object(key_node))
+                if key in entries:
+                    first = keys[key]
+                    self.problems.append(self._problem(key_node, f"duplicate key '{key}' (first written at line {first[0]})", key=key))
+                    continue
+                keys[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                entries[key] = self.build(value_node, inner)
+            return LMap(entries, keys, line, column)
+        raise SourceError([self._problem(node, f"unsupported YAML node {node.tag}")])
+
+    def _problem(self, node: yaml.Node, message: str, key: str = "") -> Problem:
+        return Problem(self.path, node.start_mark.line + 1, node.start_mark.column + 1, message, key=key)
+
+
+def read_yaml(data: bytes, path: str) -> Value:
+    """Parse one YAML document from bytes into located values, or raise SourceError."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise SourceError([Problem(path, 1, 1, f"document is {len(data)} bytes; the limit is {MAX_DOCUMENT_BYTES}")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SourceError([Problem(path, line, column, "not valid UTF-8 text")]) from exc
+    text = text.removeprefix("\ufeff")
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = exc.problem or str(exc)
+        raise SourceError([Problem(path, line, column, f"YAML syntax error: {reason}")]) from exc
+    except yaml.YAMLError as exc:
+        raise SourceError([Problem(path, 1, 1, f"YAML error: {exc}")]) from exc
+    if not nodes or nodes[0] is None:
+        raise SourceError([Problem(path, 1, 1, "document is empty")])
+    if len(nodes) > 1:
+        second = nodes[1]
+        raise SourceError([Problem(path, second.start_mark.line + 1, 1, "one file holds one document; found a second ('---')")])
+    builder = _Builder(path)
+    value = builder.build(nodes[0], frozenset())
+    if builder.problems:
+        raise SourceError(builder.problems)
+    return value
+
+
+def plain(value: Value) -> object:
+    """The value without positions: dicts, lists and scalars (dates become ISO strings)."""
+    if isinstance(value, LMap):
+        return {k: plain(v) for k, v in value.entries.items()}
+    if isinstance(value, LList):
+        return [plain(v) for v in value.items]
+    scalar = value.value
+    if hasattr(scalar, "isoformat"):
+        return scalar.isoformat()
+    return scalar

@@ -1,0 +1,1 @@
+"""Evaluation: descriptor checks, compilation to durable-rules, firing, combining and explaining."""

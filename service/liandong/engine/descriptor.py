@@ -1,0 +1,104 @@
+"""Checking an incident's facts against a rule set's inputs, before any rule sees them.
+
+Callers send facts as JSON or protobuf Struct values, where every number may arrive as a float:
+an integer input therefore accepts 3.0 as 3, but never 3.5, a bool, NaN or infinity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from liandong.document.model import InputSpec, InputType, RuleSetDocument
+from liandong.errors import FieldViolation, InvalidIncident
+from liandong.suggest import closest
+
+MAX_FACTS = 256
+PRESENT_PREFIX = "_present_"  # input ids start with a letter, so these never collide with one
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def coerce(spec: InputSpec, value: object) -> tuple[object, FieldViolation | None]:
+    """The value in the input's canonical form, or the reason it does not fit."""
+    name = spec.name
+    if spec.type is InputType.BOOLEAN:
+        if isinstance(value, bool):
+            return value, None
+        return None, FieldViolation(name, f"must be true or false, not {_describe(value)}", "wrong_type")
+    if spec.type in (InputType.INTEGER, InputType.NUMBER):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, FieldViolation(name, f"must be a number, not {_describe(value)}", "wrong_type")
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, FieldViolation(name, "must be a finite number, not NaN or infinity", "not_finite")
+        number: int | float = value
+        if spec.type is InputType.INTEGER:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    return None, FieldViolation(name, f"must be a whole number, not {value}", "wrong_type")
+                number = int(value)
+        if spec.minimum is not None and number < spec.minimum:
+            return None, FieldViolation(name, f"{number} is below the minimum {spec.minimum:g}", "out_of_range")
+        if spec.maximum is not None and number > spec.maximum:
+            return None, FieldViolation(name, f"{number} is above the maximum {spec.maximum:g}", "out_of_range")
+        return number, None
+    if not isinstance(value, str):
+        return None, FieldViolation(name, f"must be text, not {_describe(value)}", "wrong_type")
+    if spec.type is InputType.ENUM:
+        found = spec.enum_id(value)
+        if found is None:
+            allowed = ", ".join(f"{v.id} ({v.label})" for v in spec.values)
+            hint = closest(value, [v.id for v in spec.values] + [v.label for v in spec.values])
+            extra = f"; did you mean '{hint}'?" if hint else ""
+            return None, FieldViolation(name, f"'{value}' is not one of {allowed}{extra}", "unknown_value")
+        return found, None
+    if len(value) > spec.max_length:
+        return None, FieldViolation(name, f"is {len(value)} characters; the limit is {spec.max_length}", "too_long")
+    return value, None
+
+
+def normalize(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, object]:
+    """Facts with defaults filled and values canonical; InvalidIncident lists every violation."""
+    violations: list[FieldViolation] = []
+    if len(facts) > MAX_FACTS:
+        raise InvalidIncident(doc.ruleset, [FieldViolation("facts", f"{len(facts)} facts; the limit is {MAX_FACTS}", "too_many")])
+    names = [spec.name for spec in doc.inputs]
+    for key in facts:
+        if doc.input(key) is None:
+            hint = closest(str(key), names)
+            extra = f"; did you mean '{hint}'?" if hint else ""
+            violations.append(FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field"))
+    out: dict[str, object] = {}
+    for spec in doc.inputs:
+        if spec.name in facts and facts[spec.name] is not None:
+            value, violation = coerce(spec, facts[spec.name])
+            if violation is not None:
+                violations.append(violation)
+                continue
+            out[spec.name] = value
+        elif spec.required:
+            violations.append(FieldViolation(spec.name, f"is required ({spec.meaning})", "missing"))
+        elif spec.default is not None:
+            out[spec.name] = spec.default
+    if violations:
+        raise InvalidIncident(doc.ruleset, violations)
+    return out
+
+
+def presence_flags(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, bool]:
+    """For each optional input, whether the incident gave it (rules test these, see compile)."""
+    return {PRESENT_PREFIX + spec.name: spec.name in facts for spec in doc.inputs if spec.optional}

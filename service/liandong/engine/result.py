@@ -1,0 +1,107 @@
+"""What an evaluation answers: frozen values, safe to share between threads and cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident descriptor as a caller sends it; `facts` are named by the rule set's inputs."""
+
+    type: str
+    facts: dict[str, object] = field(default_factory=dict)
+    id: str = ""
+    occurred_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CitationResult:
+    document: str
+    clause: str
+
+    def __str__(self) -> str:
+        return f"{self.document} {self.clause}".strip()
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    code: str
+    name: str
+    rank: int
+    citation: CitationResult | None = None  # the clause for what this level requires, if it says
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    id: str
+    name: str
+    duties: str
+    citation: CitationResult
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    id: str
+    name: str
+    lead: UnitResult | None
+    members: tuple[UnitResult, ...]
+    duties: str
+    citation: CitationResult
+
+
+@dataclass(frozen=True)
+class CommanderResult:
+    role: str
+    who: str
+
+
+@dataclass(frozen=True)
+class ObligationResult:
+    id: str
+    text: str
+    who: tuple[UnitResult, ...]
+    within_seconds: int | None
+    within_text: str
+    citation: CitationResult
+
+
+@dataclass(frozen=True)
+class ConditionTrace:
+    """One condition of a rule as evaluated: what it says, the values it saw, whether it held."""
+
+    expression: str
+    actual: str
+    holds: bool
+    children: tuple["ConditionTrace", ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchedRule:
+    id: str
+    title: str
+    citation: CitationResult
+    conditions: ConditionTrace | None = None  # only with explain
+
+
+@dataclass(frozen=True)
+class Determination:
+    """What the plan requires for one incident, and which clauses say so."""
+
+    ruleset: str
+    version: str
+    content_hash: str
+    incident_id: str
+    incident_type: str
+    applies: bool
+    level: LevelResult | None
+    command_tier: str
+    commanders: tuple[CommanderResult, ...]
+    lead: UnitResult | None
+    units: tuple[UnitResult, ...]
+    groups: tuple[GroupResult, ...]
+    obligations: tuple[ObligationResult, ...]
+    matched_rules: tuple[MatchedRule, ...]
+    facts: dict[str, object] = field(default_factory=dict)  # as evaluated: defaults filled, enums as ids
+    unmatched_rules: tuple[MatchedRule, ...] = ()  # only with explain: rules that did not fire, and why

@@ -1,0 +1,192 @@
+"""Golden cases beside each rule document: loading them, running them, and a readable diff."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from liandong.document.load import FIXTURE_SUFFIX, display_path
+from liandong.document.parse import Parser
+from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_yaml
+from liandong.engine.result import Determination, Incident
+from liandong.errors import EvaluationError, Problem, RuleDocumentInvalid
+from liandong.rulebook import RuleBook
+
+LIST_KEYS = ("units", "groups", "obligations", "matched_rules")
+SCALAR_KEYS = ("applies", "level", "command_tier", "lead", "commanders")
+WANT_KEYS = SCALAR_KEYS + LIST_KEYS + tuple(f"{k}_{s}" for k in LIST_KEYS for s in ("include", "exclude"))
+ERROR_CODES = ("invalid_incident", "unknown_incident_type")
+
+
+@dataclass(frozen=True)
+class Case:
+    note: str
+    incident: Incident
+    want: dict[str, object]
+    want_error_code: str
+    line: int
+
+
+@dataclass(frozen=True)
+class FixtureFile:
+    path: str
+    ruleset: str
+    version: str
+    cases: tuple[Case, ...]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    path: str
+    ruleset: str
+    version: str
+    note: str
+    line: int
+    failures: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def fixture_path(document_path: Path) -> Path:
+    return document_path.with_name(document_path.name[: -len(".yaml")] + FIXTURE_SUFFIX)
+
+
+def load_fixtures(path: Path) -> FixtureFile:
+    """Read one fixtures file; RuleDocumentInvalid lists every structural problem."""
+    shown = display_path(path)
+    try:
+        root = read_yaml(path.read_bytes(), shown)
+    except SourceError as exc:
+        raise RuleDocumentInvalid(exc.problems) from None
+    p = Parser(shown)
+    top = p.mapping(root, "fixtures", ("ruleset", "version", "cases"), ("ruleset", "version", "cases"))
+    cases: list[Case] = []
+    notes: dict[str, int] = {}
+    ruleset = version = ""
+    if top is not None:
+        ruleset = p.text(top.entries.get("ruleset"), "ruleset") or ""
+        version = p.text(top.entries.get("version"), "version") or ""
+        for item in p.listing(top.entries.get("cases"), "cases"):
+            case = _case(p, item, notes)
+            if case is not None:
+                cases.append(case)
+        if "cases" in top.entries and not cases and not p.problems:
+            p.problem(top.entries["cases"], "cases is empty", key="cases")
+    if p.problems:
+        raise RuleDocumentInvalid(p.problems)
+    return FixtureFile(shown, ruleset, version, tuple(cases))
+
+
+def _case(p: Parser, item: LMap | LList | LScalar, notes: dict[str, int]) -> Case | None:
+    m = p.mapping(item, "case", ("note", "incident", "want", "want_error_code"), ("note", "incident"))
+    if m is None:
+        return None
+    note = p.text(m.entries.get("note"), "case note")
+    if note is None:
+        return None
+    if note in notes:
+        p.problem(m.entries["note"], f"duplicate case note '{note}' (first at line {notes[note]})", key="note")
+    notes[note] = m.line
+    where = f"case '{note}'"
+    inc = p.mapping(m.entries.get("incident"), f"{where} incident", ("type", "facts", "id", "occurred_at"), ("type",))
+    want_value = m.entries.get("want")
+    want = p.mapping(want_value, f"{where} want", WANT_KEYS) if want_value is not None else None
+    code = p.text(m.entries.get("want_error_code"), f"{where} want_error_code") if "want_error_code" in m.entries else ""
+    if (want_value is None) == (not code):
+        p.problem(m, f"{where} needs exactly one of 'want' and 'want_error_code'", key="want")
+    if code and code not in ERROR_CODES:
+        p.problem(m.entries["want_error_code"], f"{where} want_error_code '{code}' is not one of {', '.join(ERROR_CODES)}", key="want_error_code")
+    if inc is None:
+        return None
+    itype = p.text(inc.entries.get("type"), f"{where} incident type")
+    facts_value = inc.entries.get("facts")
+    facts = plain(facts_value) if facts_value is not None else {}
+    if not isinstance(facts, dict):
+        p.problem(inc, f"{where} incident facts must be a mapping", key="facts")
+        return None
+    occurred: dt.datetime | None = None
+    if "occurred_at" in inc.entries:
+        raw = inc.entries["occurred_at"]
+        value = raw.value if isinstance(raw, LScalar) else None
+        if isinstance(value, dt.datetime):
+            occurred = value
+        elif isinstance(value, dt.date):
+            occurred = dt.datetime.combine(value, dt.time())
+        else:
+            p.problem(raw, f"{where} occurred_at must be a date or time", key="occurred_at")
+    if itype is None:
+        return None
+    incident = Incident(type=itype, facts=facts, id=str(plain(inc.entries["id"])) if "id" in inc.entries else note, occurred_at=occurred)
+    wanted = {k: plain(v) for k, v in want.entries.items()} if want is not None else {}
+    return Case(note, incident, wanted, code or "", m.line)
+
+
+def _got(det: Determination) -> dict[str, object]:
+    return {
+        "applies": det.applies,
+        "level": det.level.code if det.level else None,
+        "command_tier": det.command_tier or None,
+        "lead": det.lead.id if det.lead else None,
+        "commanders": [{"role": c.role, "who": c.who} for c in det.commanders],
+        "units": [u.id for u in det.units],
+        "groups": [g.id for g in det.groups],
+        "obligations": [o.id for o in det.obligations],
+        "matched_rules": [r.id for r in det.matched_rules],
+    }
+
+
+def compare(want: dict[str, object], det: Determination) -> list[str]:
+    """Every way the determination differs from what the case wants, one readable line each."""
+    got = _got(det)
+    failures: list[str] = []
+    for key, expected in want.items():
+        base, _, mode = key.rpartition("_") if key.endswith(("_include", "_exclude")) else (key, "", "")
+        if base in LIST_KEYS:
+            have = [str(x) for x in got[base]]  # type: ignore[attr-defined]
+            wanted = [str(x) for x in expected] if isinstance(expected, list) else [str(expected)]
+            missing = [x for x in wanted if x not in have]
+            if mode == "exclude":
+                present = [x for x in wanted if x in have]
+                if present:
+                    failures.append(f"{base}: should not include {present}")
+                continue
+            if missing:
+                failures.append(f"{base}: missing {missing}")
+            if not mode:
+                extra = [x for x in have if x not in wanted]
+                if extra:
+                    failures.append(f"{base}: unexpected {extra}")
+        elif got[key] != expected:
+            failures.append(f"{key}: want {expected!r}, got {got[key]!r}")
+    return failures
+
+
+def run_case(book: RuleBook, fixture: FixtureFile, case: Case) -> CaseResult:
+    """Evaluate one case against the fixture's own version, with explain on (so traces are checked too)."""
+
+    def result(*failures: str) -> CaseResult:
+        return CaseResult(fixture.path, fixture.ruleset, fixture.version, case.note, case.line, failures)
+
+    try:
+        det = book.determine(case.incident, fixture.ruleset, fixture.version, explain=True)
+    except EvaluationError as exc:
+        if case.want_error_code == exc.code:
+            return result()
+        return result(f"error {exc.code}: {exc.message}")
+    if case.want_error_code:
+        return result(f"want error {case.want_error_code}, got an answer (level {det.level.code if det.level else None})")
+    return result(*compare(case.want, det))
+
+
+def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
+    fixture = load_fixtures(path)
+    try:
+        versions = book.versions(fixture.ruleset)
+    except EvaluationError:
+        versions = ()
+    if not any(c.document.version == fixture.version for c in versions):
+        raise RuleDocumentInvalid([Problem(fixture.path, 1, 1, f"fixtures name rule set '{fixture.ruleset}' version '{fixture.version}', which is not loaded", key="version")])
+    return [run_case(book, fixture, case) for case in fixture.cases]
