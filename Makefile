@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PROTOS := $(wildcard proto/liandong/v1/*.proto)
+GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 
-.PHONY: run test venv validate rules-test typecheck clean
+.PHONY: run test venv proto validate rules-test typecheck clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }
@@ -13,15 +15,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-venv: $(STAMP)
+# Generated protobuf code comes from the build, never from the repository.
+service/liandong/v1/%_pb2.py: proto/liandong/v1/%.proto $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=service --pyi_out=service --grpc_python_out=service $<
+
+proto: $(GENERATED)
+
+venv: $(STAMP) $(GENERATED)
 
 # Until the gRPC service exists: check and test the bundled rules, then answer an example incident.
-run: $(STAMP)
+run: venv
 	$(BIN)/liandong rules validate rules
 	$(BIN)/liandong rules test rules
 	$(BIN)/liandong rules explain fire-linkage --fact deaths=3 --fact serious_injuries=12 --fact hazardous_materials=true
 
-test: $(STAMP)
+test: venv
 	$(BIN)/liandong rules validate rules
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
@@ -29,11 +37,11 @@ test: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/liandong rules validate rules
 
-rules-test: $(STAMP)
+rules-test: venv
 	$(BIN)/liandong rules test rules
 
-typecheck: $(STAMP)
+typecheck: venv
 	$(BIN)/python -m mypy
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache service/liandong/v1/*_pb2*.py service/liandong/v1/*_pb2.pyi

@@ -1,4 +1,5 @@
-"""The `liandong` command: the rule-author tools (`liandong rules ...`).
+"""The `liandong` command: rule-author tools (`liandong rules ...`), the service (`liandong serve`)
+and its command-line client (`liandong determine`, `liandong rulesets`).
 
 Exit codes: 0 success; 1 a document is invalid or a fixture failed; 2 usage error;
 3 the incident was refused (invalid facts, unknown incident type, rule set or version).
@@ -8,15 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from liandong.document.load import document_paths, load_tree
+from liandong.document.load import load_tree
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
-from liandong.errors import EvaluationError, InvalidIncident, RuleDocumentInvalid
-from liandong.fixtures import fixture_path, run_fixture_file
+from liandong.errors import EvaluationError, InvalidIncident, LiandongError, RuleDocumentInvalid
+from liandong.fixtures import run_all
 from liandong.render import inputs_markdown, to_json, to_text
 from liandong.rulebook import RuleBook
 
@@ -64,31 +66,21 @@ def cmd_test(args: argparse.Namespace) -> int:
     except RuleDocumentInvalid as exc:
         _problems(exc)
         return EXIT_FAILED
-    paths, _ = document_paths(root)
-    passed = failed = 0
-    for doc_path in paths:
-        fixtures = fixture_path(doc_path)
-        if not fixtures.exists():
-            print(f"warning: {doc_path} has no fixtures ({fixtures.name})", file=sys.stderr)
+    run = run_all(book, root)
+    for path in run.missing:
+        print(f"warning: {path} has no fixtures", file=sys.stderr)
+    for problem in run.problems:
+        print(problem, file=sys.stderr)
+    for r in run.results:
+        if r.passed:
+            if args.verbose:
+                print(f"PASS {r.path}:{r.line}: {r.note}")
             continue
-        try:
-            results = run_fixture_file(book, fixtures)
-        except RuleDocumentInvalid as exc:
-            _problems(exc)
-            failed += 1
-            continue
-        for r in results:
-            if r.passed:
-                passed += 1
-                if args.verbose:
-                    print(f"PASS {r.path}:{r.line}: {r.note}")
-                continue
-            failed += 1
-            print(f"FAIL {r.path}:{r.line}: {r.note}")
-            for line in r.failures:
-                print(f"     {line}")
-    print(f"{passed} passed, {failed} failed")
-    return EXIT_OK if failed == 0 and passed > 0 else EXIT_FAILED
+        print(f"FAIL {r.path}:{r.line}: {r.note}")
+        for line in r.failures:
+            print(f"     {line}")
+    print(f"{run.passed} passed, {run.failed} failed")
+    return EXIT_OK if run.failed == 0 and run.passed > 0 else EXIT_FAILED
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -131,6 +123,66 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here so the rule-author commands work without loading gRPC.
+    from liandong.server import app, config, logs
+
+    flags = {name: getattr(args, name) for name in config.HELP}
+    try:
+        cfg = config.load(flags, env=os.environ)
+    except config.ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    logs.configure(cfg.log_level, cfg.log_format)
+    return app.run(cfg)
+
+
+def _client_error(exc: LiandongError) -> int:
+    if isinstance(exc, InvalidIncident) and exc.violations:
+        print("error: incident refused:", file=sys.stderr)
+        for v in exc.violations:
+            print(f"  {v.field}: {v.description}", file=sys.stderr)
+    else:
+        print(f"error: {exc.message}", file=sys.stderr)
+    return EXIT_REFUSED if isinstance(exc, EvaluationError) else EXIT_FAILED
+
+
+def cmd_determine(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToJson
+
+    from liandong.client import Client
+    from liandong.server.convert import determination_from_proto
+
+    facts = dict(parse_fact(f) for f in args.fact)
+    try:
+        with Client(args.target, timeout=args.timeout) as client:
+            msg = client.determine(args.type, facts, ruleset=args.ruleset, version=args.version, explain=args.explain, incident_id=args.id)
+    except LiandongError as exc:
+        return _client_error(exc)
+    if args.json:
+        print(MessageToJson(msg, ensure_ascii=False, indent=2))
+    else:
+        print(f"decision   {msg.decision_id}")
+        print(to_text(determination_from_proto(msg), explain=args.explain))
+    return EXIT_OK
+
+
+def cmd_rulesets(args: argparse.Namespace) -> int:
+    from liandong.client import Client
+
+    try:
+        with Client(args.target, timeout=args.timeout) as client:
+            summaries = client.list_rulesets()
+    except LiandongError as exc:
+        return _client_error(exc)
+    for s in summaries:
+        print(f"{s.id}  types: {', '.join(s.incident_types)}  active: {s.active_version or '(none in force)'}")
+        for v in s.versions:
+            until = f" until {v.effective_until}" if v.effective_until else ""
+            mark = "*" if v.active else " "
+            print(f"  {mark} {v.version}  from {v.effective_from}{until}  sha256 {v.content_hash[:12]}  {v.title}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liandong", description="Emergency-plan rules engine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +211,43 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("ruleset", nargs="?", default="", help="one rule set (default: all)")
     inputs.add_argument("--rules-dir", default="rules", help="where the documents are (default: rules)")
     inputs.set_defaults(func=cmd_inputs)
+
+    from liandong.server.config import HELP, Config, env_name
+
+    defaults = Config()
+    serve = sub.add_parser(
+        "serve",
+        help="serve the rules over gRPC",
+        description="Serve rule sets over gRPC (liandong.v1.ResponseService) with health, reflection and Prometheus metrics. "
+        "Every flag can also be set by its LIANDONG_* environment variable; a flag wins. "
+        "SIGHUP reloads the rules; SIGTERM drains and exits 0.",
+    )
+    for name, text in HELP.items():
+        default = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        shown = "(set)" if name == "admin_token" and default else default
+        if isinstance(default, bool):
+            serve.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f"{text} [{env_name(name)}; default {str(default).lower()}]")
+        else:
+            serve.add_argument(flag, dest=name, default=None, help=f"{text} [{env_name(name)}; default {shown!s}]")
+    serve.set_defaults(func=cmd_serve)
+
+    determine = sub.add_parser("determine", help="ask a running service what the plan requires for an incident")
+    determine.add_argument("--type", required=True, help="incident type, e.g. fire")
+    determine.add_argument("--fact", action="append", default=[], metavar="NAME=VALUE", help="a fact; repeat for more")
+    determine.add_argument("--id", default="", help="incident id")
+    determine.add_argument("--ruleset", default="", help="rule set (needed when several claim the type)")
+    determine.add_argument("--version", default="", help="pin a version")
+    determine.add_argument("--explain", action="store_true", help="show each rule's conditions with the values")
+    determine.add_argument("--json", action="store_true", help="print the answer as JSON")
+    determine.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
+    determine.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    determine.set_defaults(func=cmd_determine)
+
+    rulesets = sub.add_parser("rulesets", help="list the rule sets a running service has loaded")
+    rulesets.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
+    rulesets.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    rulesets.set_defaults(func=cmd_rulesets)
     return parser
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liandong.document.load import FIXTURE_SUFFIX, display_path
+from liandong.document.load import FIXTURE_SUFFIX, display_path, document_paths
 from liandong.document.parse import Parser
 from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_yaml
 from liandong.engine.result import Determination, Incident
@@ -190,3 +190,37 @@ def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
     if not any(c.document.version == fixture.version for c in versions):
         raise RuleDocumentInvalid([Problem(fixture.path, 1, 1, f"fixtures name rule set '{fixture.ruleset}' version '{fixture.version}', which is not loaded", key="version")])
     return [run_case(book, fixture, case) for case in fixture.cases]
+
+
+@dataclass(frozen=True)
+class FixtureRun:
+    """Every case beside every document below a root, run against a rule book."""
+
+    results: tuple[CaseResult, ...]
+    problems: tuple[Problem, ...]  # unreadable fixture files
+    missing: tuple[str, ...]  # documents without fixtures
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for r in self.results if r.passed)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.results if not r.passed) + len(self.problems)
+
+
+def run_all(book: RuleBook, root: Path) -> FixtureRun:
+    paths, _ = document_paths(root)
+    results: list[CaseResult] = []
+    problems: list[Problem] = []
+    missing: list[str] = []
+    for doc_path in paths:
+        fixtures = fixture_path(doc_path)
+        if not fixtures.exists():
+            missing.append(display_path(doc_path))
+            continue
+        try:
+            results.extend(run_fixture_file(book, fixtures))
+        except RuleDocumentInvalid as exc:
+            problems.extend(exc.problems)
+    return FixtureRun(tuple(results), tuple(problems), tuple(missing))

@@ -1,0 +1,166 @@
+"""A typed Python client for liandong.v1.ResponseService.
+
+Calls have a deadline; UNAVAILABLE (the only code that means "try again") is retried with backoff
+up to a bound, anything else is raised at once as the matching Liandong exception, carrying the
+server's field violations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from liandong.errors import (
+    AmbiguousIncidentType,
+    EvaluationError,
+    FieldViolation,
+    InvalidIncident,
+    LiandongError,
+    RuleSetNotFound,
+    UnknownIncidentType,
+)
+from liandong.v1 import liandong_pb2 as pb
+from liandong.v1 import liandong_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+class ServiceError(LiandongError):
+    """The service failed or could not be reached; `code` is the gRPC status code name."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.status_code = code
+
+
+def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+    status = rpc_status.from_call(error)
+    out: list[FieldViolation] = []
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            for v in bad.field_violations:
+                out.append(FieldViolation(v.field.removeprefix("incident.facts."), v.description, v.reason))
+    return tuple(out)
+
+
+def _candidates(error: grpc.RpcError) -> tuple[str, ...]:
+    status = rpc_status.from_call(error)
+    names: list[str] = []
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            names.extend(v.subject for v in failure.violations)
+    return tuple(names)
+
+
+def to_exception(error: grpc.RpcError, ruleset: str = "") -> LiandongError:
+    """The Liandong exception for a failed call."""
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = _violations(error)
+        if any(v.reason == "unknown_incident_type" for v in violations):
+            return UnknownIncidentType("", (), "")
+        exc = InvalidIncident(ruleset, violations)
+        exc.message = message
+        return exc
+    if code == grpc.StatusCode.NOT_FOUND:
+        return RuleSetNotFound(message, ruleset=ruleset)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return AmbiguousIncidentType("", _candidates(error))
+    return ServiceError(code, message)
+
+
+class Client:
+    """Calls one Liandong server. Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.1,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+        self._stub = pb_grpc.ResponseServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, fn: Callable[[float], T], ruleset: str = "") -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn(self.timeout)
+            except grpc.RpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    time.sleep(self.backoff * (2**attempt))
+                    attempt += 1
+                    continue
+                raise to_exception(error, ruleset) from None
+
+    @staticmethod
+    def request(
+        incident_type: str,
+        facts: Mapping[str, object],
+        *,
+        incident_id: str = "",
+        occurred_at: dt.datetime | None = None,
+        ruleset: str = "",
+        version: str = "",
+        explain: bool = False,
+    ) -> pb.DetermineRequest:
+        req = pb.DetermineRequest(ruleset=ruleset, version=version, explain=explain)
+        req.incident.id = incident_id
+        req.incident.type = incident_type
+        req.incident.facts.update(facts)  # type: ignore[arg-type]
+        if occurred_at is not None:
+            req.incident.occurred_at.FromDatetime(occurred_at)
+        return req
+
+    def determine(self, incident_type: str, facts: Mapping[str, object], **kwargs: object) -> pb.Determination:
+        """What the plan in force requires for one incident (see `request` for the options)."""
+        req = self.request(incident_type, facts, **kwargs)  # type: ignore[arg-type]
+        result: pb.Determination = self._call(lambda t: self._stub.Determine(req, timeout=t), req.ruleset)
+        return result
+
+    def determine_many(self, requests: Iterable[pb.DetermineRequest], timeout: float | None = None) -> Iterator[pb.Determination]:
+        """Answers in request order through DetermineStream (not retried: a stream is not idempotent)."""
+        try:
+            yield from self._stub.DetermineStream(iter(requests), timeout=timeout)
+        except grpc.RpcError as error:
+            raise to_exception(error) from None
+
+    def list_rulesets(self) -> list[pb.RuleSetSummary]:
+        response: pb.ListRuleSetsResponse = self._call(lambda t: self._stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=t))
+        return list(response.rulesets)
+
+    def get_ruleset(self, ruleset: str, version: str = "") -> pb.RuleSet:
+        result: pb.RuleSet = self._call(lambda t: self._stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=ruleset, version=version), timeout=t), ruleset)
+        return result
+
+
+__all__ = ["Client", "ServiceError", "EvaluationError", "InvalidIncident", "RuleSetNotFound", "AmbiguousIncidentType", "UnknownIncidentType", "to_exception"]

@@ -1,0 +1,161 @@
+"""The service's lifecycle: start, load rules, serve, reload, drain and stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from liandong.engine.runtime import DurableRuntime
+from liandong.server.admin import AdminServicer
+from liandong.server.config import Config
+from liandong.server.metrics import Metrics
+from liandong.server.reload import RulesState
+from liandong.server.servicer import ResponseServicer
+from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2, liandong_pb2_grpc
+
+log = structlog.get_logger("liandong.server")
+
+RESPONSE_SERVICE = liandong_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["RulesAdminService"].full_name
+
+
+class StartupError(Exception):
+    """The service cannot start: bad address, or no valid rules to serve."""
+
+
+def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    entries = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            entries.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(entries))
+
+
+class Service:
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None, runtime: DurableRuntime | None = None) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.state = RulesState(config.rules_dir, runtime or DurableRuntime(), self.metrics, config.run_fixtures_on_reload)
+        self.health = health.HealthServicer()
+        self.port = 0
+        self.metrics_port = 0
+        self._server: grpc.Server | None = None
+        self._metrics_httpd: Any = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _set_health(self, serving: bool) -> None:
+        value = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", RESPONSE_SERVICE):
+            self.health.set(name, value)
+        self.metrics.serving.set(1 if serving else 0)
+
+    def start(self) -> None:
+        """Listen, load the rules, and serve; StartupError if the rules are not valid."""
+        c = self.config
+        self._set_health(False)
+        if c.metrics_listen:
+            host, _, port = c.metrics_listen.rpartition(":")
+            self._metrics_httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+            self.metrics_port = self._metrics_httpd.server_port
+        options = [
+            ("grpc.max_receive_message_length", c.max_message_bytes),
+            ("grpc.max_send_message_length", c.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"), options=options)
+        liandong_pb2_grpc.add_ResponseServiceServicer_to_server(ResponseServicer(self.state, self.metrics, c.log_facts), server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        services = [RESPONSE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        if c.admin_token:
+            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(AdminServicer(self.state, c.admin_token), server)  # type: ignore[no-untyped-call]
+            services.append(ADMIN_SERVICE)
+        reflection.enable_server_reflection(services, server)
+        try:
+            self.port = server.add_insecure_port(c.listen)
+        except RuntimeError as exc:
+            self._close_metrics()
+            raise StartupError(f"cannot listen on {c.listen}: {exc}") from exc
+        self._server = server
+        server.start()
+        log.info("listening", address=c.listen, port=self.port, metrics_port=self.metrics_port, admin=bool(c.admin_token), config=c.redacted())
+        outcome = self.state.reload("startup")
+        if not outcome.ok:
+            self.stop(0)
+            shown = "\n".join(outcome.errors[:20])
+            raise StartupError(f"no valid rules to serve from {c.rules_dir}:\n{shown}")
+        self._set_health(True)
+        if c.watch:
+            self._watcher = threading.Thread(target=self._watch, name="rules-watch", daemon=True)
+            self._watcher.start()
+
+    def reload(self, trigger: str) -> None:
+        self.state.reload(trigger)
+
+    def _watch(self) -> None:
+        seen = _fingerprint(self.config.rules_dir)
+        while not self._stopping.wait(self.config.watch_interval):
+            now = _fingerprint(self.config.rules_dir)
+            if now != seen:
+                seen = now
+                self.state.reload("watch")
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls (health NOT_SERVING), let in-flight calls finish within the grace period."""
+        self._stopping.set()
+        self._set_health(False)
+        if self._server is not None:
+            log.info("draining", grace_seconds=self.config.grace_seconds if grace is None else grace)
+            self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+            self._server = None
+        self._close_metrics()
+        log.info("stopped")
+
+    def _close_metrics(self) -> None:
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+            self._metrics_httpd = None
+
+
+def run(config: Config) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns the process exit code."""
+    service = Service(config)
+    try:
+        service.start()
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))
+        return 1
+    done = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        log.info("signal", signal=signal.Signals(signum).name)
+        done.set()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    while not done.wait(0.5):
+        pass
+    service.stop()
+    return 0

@@ -1,0 +1,144 @@
+"""Service configuration: one frozen value, built and validated by `load` from flags and environment.
+
+Nothing reads the environment at import time; `main()` passes `os.environ` in, tests pass a dict.
+Precedence: command-line flag, then LIANDONG_* variable, then the default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "LIANDONG_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the flag and its variable."""
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = "127.0.0.1:50051"
+    metrics_listen: str = "127.0.0.1:9464"  # empty: no metrics endpoint
+    rules_dir: Path = Path("rules")
+    log_level: str = "info"
+    log_format: str = "json"
+    log_facts: bool = False  # incident facts can be sensitive: off unless asked for
+    admin_token: str = ""  # empty: the admin service is not served at all
+    watch: bool = False  # reload when files under rules_dir change
+    watch_interval: float = 2.0
+    grace_seconds: float = 10.0
+    max_workers: int = 16
+    max_message_bytes: int = 1024 * 1024
+    run_fixtures_on_reload: bool = True
+
+    def redacted(self) -> dict[str, object]:
+        """Settings fit for a log line: the token never appears."""
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["admin_token"] = "set" if self.admin_token else ""
+        out["rules_dir"] = str(self.rules_dir)
+        return out
+
+
+HELP = {
+    "listen": "gRPC address host:port",
+    "metrics_listen": "Prometheus metrics address host:port ('' to disable)",
+    "rules_dir": "directory of rule documents",
+    "log_level": f"one of {', '.join(LOG_LEVELS)}",
+    "log_format": f"one of {', '.join(LOG_FORMATS)}",
+    "log_facts": "include incident facts in decision logs (they can be sensitive)",
+    "admin_token": "enable RulesAdminService with this bearer token",
+    "watch": "reload when rule files change",
+    "watch_interval": "seconds between checks for changed rule files",
+    "grace_seconds": "on SIGTERM, seconds in-flight calls get to finish",
+    "max_workers": "threads serving calls",
+    "max_message_bytes": "largest request or response message",
+    "run_fixtures_on_reload": "run every fixture before a reloaded set may serve",
+}
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _address(field: str, value: str, allow_empty: bool = False) -> str:
+    if allow_empty and value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--{field.replace('_', '-')} / {env_name(field)}: '{value}' is not host:port")
+    return value
+
+
+def _bool(field: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{env_name(field)}: '{value}' is not true or false")
+
+
+def _number(field: str, value: object, kind: type[int] | type[float], minimum: float) -> float:
+    try:
+        number = kind(str(value))
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{field.replace('_', '-')} / {env_name(field)}: '{value}' is not a number") from None
+    if number < minimum:
+        raise ConfigError(f"--{field.replace('_', '-')} / {env_name(field)}: {value} is below {minimum}")
+    return number
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """The configuration from flags (None values are unset) over LIANDONG_* variables over defaults."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = env or {}
+    raw: dict[str, object] = {}
+    for f in fields(Config):
+        if f.name in flags:
+            raw[f.name] = flags[f.name]
+        elif env_name(f.name) in env:
+            raw[f.name] = env[env_name(f.name)]
+    base = Config()
+    listen = _address("listen", str(raw.get("listen", base.listen)))
+    metrics = _address("metrics_listen", str(raw.get("metrics_listen", base.metrics_listen)), allow_empty=True)
+    level = str(raw.get("log_level", base.log_level)).lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level / {env_name('log_level')}: '{level}' is not one of {', '.join(LOG_LEVELS)}")
+    fmt = str(raw.get("log_format", base.log_format)).lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"--log-format / {env_name('log_format')}: '{fmt}' is not one of {', '.join(LOG_FORMATS)}")
+    token = str(raw.get("admin_token", base.admin_token))
+    if token and len(token) < 16:
+        raise ConfigError(f"--admin-token / {env_name('admin_token')}: use at least 16 characters")
+    return Config(
+        listen=listen,
+        metrics_listen=metrics,
+        rules_dir=Path(str(raw.get("rules_dir", base.rules_dir))),
+        log_level=level,
+        log_format=fmt,
+        log_facts=_bool("log_facts", raw.get("log_facts", base.log_facts)),
+        admin_token=token,
+        watch=_bool("watch", raw.get("watch", base.watch)),
+        watch_interval=float(_number("watch_interval", raw.get("watch_interval", base.watch_interval), float, 0.1)),
+        grace_seconds=float(_number("grace_seconds", raw.get("grace_seconds", base.grace_seconds), float, 0)),
+        max_workers=int(_number("max_workers", raw.get("max_workers", base.max_workers), int, 1)),
+        max_message_bytes=int(_number("max_message_bytes", raw.get("max_message_bytes", base.max_message_bytes), int, 1024)),
+        run_fixtures_on_reload=_bool("run_fixtures_on_reload", raw.get("run_fixtures_on_reload", base.run_fixtures_on_reload)),
+    )

@@ -1,0 +1,35 @@
+"""Prometheus metrics: every name in one place, registered on the registry passed in.
+
+Label values stay bounded: methods and status codes are fixed sets, and rule set, version, level and
+rule ids come only from loaded documents, never from what a caller sends.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+RPC_REQUESTS = "liandong_rpc_requests"  # _total is added by the client library
+RPC_DURATION = "liandong_rpc_duration_seconds"
+DECISIONS = "liandong_decisions"
+RULE_HITS = "liandong_rule_hits"
+EVALUATION_DURATION = "liandong_evaluation_duration_seconds"
+RELOADS = "liandong_reloads"
+LAST_RELOAD_SUCCESS = "liandong_last_reload_success_timestamp_seconds"
+RULESET_ACTIVE = "liandong_ruleset_active"  # _info is added by convention below
+SERVING = "liandong_serving"
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.rpc_requests = Counter(RPC_REQUESTS, "gRPC calls handled, by method and status code", ["method", "code"], registry=registry)
+        self.rpc_duration = Histogram(RPC_DURATION, "gRPC call latency, by method and status code", ["method", "code"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.decisions = Counter(DECISIONS, "Determinations made, by rule set, version and level ('none' when no level)", ["ruleset", "version", "level"], registry=registry)
+        self.rule_hits = Counter(RULE_HITS, "Rules that fired, by rule set and rule id", ["ruleset", "rule"], registry=registry)
+        self.evaluation_duration = Histogram(EVALUATION_DURATION, "Rule evaluation latency (validation, durable-rules, combining), without RPC overhead", ["ruleset"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.reloads = Counter(RELOADS, "Rule reloads by outcome (success, failure) and trigger", ["outcome", "trigger"], registry=registry)
+        self.last_reload_success = Gauge(LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry)
+        self.ruleset_active = Gauge(RULESET_ACTIVE + "_info", "The version of each rule set in force now (value 1)", ["ruleset", "version", "content_hash"], registry=registry)
+        self.serving = Gauge(SERVING, "1 while the service answers, 0 while loading or draining", registry=registry)

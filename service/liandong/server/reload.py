@@ -1,0 +1,105 @@
+"""The rule book serving now, and how a new one replaces it.
+
+A reload loads and checks every document, compiles it, and runs every fixture against the new book
+before swapping it in with one reference assignment. Requests hold the book they started with, so
+in-flight calls finish on their version. A failed reload leaves the old book serving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from liandong.engine.runtime import DurableRuntime
+from liandong.errors import LiandongError, RuleDocumentInvalid
+from liandong.fixtures import run_all
+from liandong.rulebook import RuleBook
+from liandong.server.metrics import Metrics
+
+log = structlog.get_logger("liandong.reload")
+
+MAX_REPORTED_ERRORS = 200
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    trigger: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    errors: tuple[str, ...] = ()
+    fixtures_passed: int = 0
+    fixtures_failed: int = 0
+
+
+class RulesState:
+    def __init__(self, rules_dir: Path, runtime: DurableRuntime, metrics: Metrics, run_fixtures: bool = True, clock: Callable[[], dt.datetime] = _now) -> None:
+        self.rules_dir = rules_dir
+        self.runtime = runtime
+        self.metrics = metrics
+        self.run_fixtures = run_fixtures
+        self._clock = clock
+        self._book: RuleBook | None = None
+        self._lock = threading.Lock()  # one reload at a time
+        self.last: ReloadOutcome | None = None
+        self.last_success_at: dt.datetime | None = None
+
+    @property
+    def book(self) -> RuleBook | None:
+        """The book serving now (a plain read: swaps are single reference assignments)."""
+        return self._book
+
+    def reload(self, trigger: str) -> ReloadOutcome:
+        with self._lock:
+            started = self._clock()
+            errors: list[str] = []
+            passed = failed = 0
+            new: RuleBook | None = None
+            try:
+                new = RuleBook.load(self.rules_dir, self.runtime, clock=self._clock)
+                if self.run_fixtures:
+                    run = run_all(new, self.rules_dir)
+                    passed, failed = run.passed, run.failed
+                    errors.extend(str(p) for p in run.problems)
+                    for r in run.results:
+                        if not r.passed:
+                            errors.append(f"{r.path}:{r.line}: fixture '{r.note}' failed: {'; '.join(r.failures)}")
+            except RuleDocumentInvalid as exc:
+                errors.extend(str(p) for p in exc.problems)
+            except LiandongError as exc:
+                errors.append(exc.message)
+            except OSError as exc:
+                errors.append(f"{self.rules_dir}: {exc.strerror or exc}")
+            ok = new is not None and not errors
+            if ok and new is not None:
+                self._book = new
+                self.last_success_at = self._clock()
+                self._publish(new)
+            outcome = ReloadOutcome(ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed)
+            self.last = outcome
+            self.metrics.reloads.labels(outcome="success" if ok else "failure", trigger=trigger).inc()
+            if ok:
+                self.metrics.last_reload_success.set(outcome.finished_at.timestamp())
+                log.info("rules_reloaded", trigger=trigger, rulesets=list(new.rulesets()) if new else [], fixtures_passed=passed, duration_ms=round((outcome.finished_at - started).total_seconds() * 1000, 1))
+            else:
+                log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._book is not None)
+            return outcome
+
+    def _publish(self, book: RuleBook) -> None:
+        gauge = self.metrics.ruleset_active
+        gauge.clear()
+        for name in book.rulesets():
+            try:
+                active = book.active(name)
+            except LiandongError:
+                continue  # no version in force today: nothing to publish
+            gauge.labels(ruleset=name, version=active.document.version, content_hash=active.document.content_hash[:16]).set(1)

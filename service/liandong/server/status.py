@@ -1,0 +1,98 @@
+"""The one table from domain errors to gRPC status codes, with google.rpc details."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from liandong.errors import (
+    AmbiguousIncidentType,
+    EngineFailure,
+    InvalidIncident,
+    LiandongError,
+    RuleDocumentError,
+    RuleSetNotFound,
+    UnknownIncidentType,
+)
+
+# Most specific first: the first matching class decides.
+STATUS_TABLE: tuple[tuple[type[LiandongError], grpc.StatusCode], ...] = (
+    (InvalidIncident, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownIncidentType, grpc.StatusCode.INVALID_ARGUMENT),
+    (RuleSetNotFound, grpc.StatusCode.NOT_FOUND),
+    (AmbiguousIncidentType, grpc.StatusCode.FAILED_PRECONDITION),
+    (EngineFailure, grpc.StatusCode.INTERNAL),
+    (RuleDocumentError, grpc.StatusCode.FAILED_PRECONDITION),
+    (LiandongError, grpc.StatusCode.INTERNAL),
+)
+
+
+def code_for(error: LiandongError) -> grpc.StatusCode:
+    return next(code for cls, code in STATUS_TABLE if isinstance(error, cls))
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _details(error: LiandongError) -> list[any_pb2.Any]:
+    details: list[any_pb2.Any] = []
+    if isinstance(error, InvalidIncident):
+        bad = error_details_pb2.BadRequest()
+        for v in error.violations:
+            bad.field_violations.add(field=f"incident.facts.{v.field}", description=v.description, reason=v.reason)
+        details.append(_pack(bad))
+    elif isinstance(error, UnknownIncidentType):
+        bad = error_details_pb2.BadRequest()
+        bad.field_violations.add(field="incident.type", description=error.message, reason="unknown_incident_type")
+        details.append(_pack(bad))
+    elif isinstance(error, AmbiguousIncidentType):
+        failure = error_details_pb2.PreconditionFailure()
+        for name in error.candidates:
+            failure.violations.add(type="RULESET_AMBIGUOUS", subject=name, description=error.message)
+        details.append(_pack(failure))
+    elif isinstance(error, RuleSetNotFound):
+        info = error_details_pb2.ResourceInfo(resource_type="liandong.v1.RuleSet", resource_name=error.ruleset, description=error.message)
+        details.append(_pack(info))
+    return details
+
+
+def to_status(error: LiandongError) -> grpc.Status:
+    """A gRPC status for the error: its code, a one-line message (never a stack trace), details."""
+    code = code_for(error)
+    message = error.message
+    if isinstance(error, EngineFailure):
+        message = "the rules engine failed; the incident was not evaluated"
+    if error.suggestion and not isinstance(error, EngineFailure):
+        message += f" (did you mean '{error.suggestion}'?)"
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=_details(error))
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def bad_request(field: str, description: str) -> grpc.Status:
+    """INVALID_ARGUMENT for a malformed request (not about the facts), with its field violation."""
+    bad = error_details_pb2.BadRequest()
+    bad.field_violations.add(field=field, description=description, reason="invalid")
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[_pack(bad)])
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def plain(code: grpc.StatusCode, message: str) -> grpc.Status:
+    """A status with a code and message and no details."""
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+class Refusal(Exception):
+    """A call refused before or outside the domain (not loaded yet, malformed request)."""
+
+    def __init__(self, status: grpc.Status) -> None:
+        super().__init__(status.details)
+        self.status = status
