@@ -24,7 +24,7 @@ def test_validate_reports_located_problems(tmp_path: Path, capsys: pytest.Captur
     """Invalid documents print every problem to stderr as path:line:column and exit 1."""
     target = tmp_path / "demo" / "2024.1.yaml"
     target.parent.mkdir()
-    target.write_text((RULES / "demo" / "2024.1.yaml").read_text(encoding="utf-8").replace("[chem]", "[chemm]").replace("[combat]", "[combt]"), encoding="utf-8")
+    target.write_text((RULES / "demo" / "2024.1.yaml").read_text(encoding="utf-8").replace("units: [chem]", "units: [chemm]").replace("[combat]", "[combt]"), encoding="utf-8")
     assert main(["rules", "validate", str(tmp_path)]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "names unknown unit 'chemm' (did you mean 'chem'?)" in err

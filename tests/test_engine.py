@@ -31,9 +31,10 @@ def test_highest_level_wins_and_lists_are_unions(demo_book: RuleBook) -> None:
     assert [c.who for c in det.commanders] == ["副县长"]  # only grade-III sets commanders
     assert [u.id for u in det.units] == ["brigade", "hq", "chem", "police"]  # catalogue order, group members included
     assert [g.id for g in det.groups] == ["combat"]
-    assert [o.id for o in det.obligations] == ["reply", "report"]  # de-duplicated, catalogue order
+    assert [o.id for o in det.obligations] == ["reply", "report", "turn_out"]  # de-duplicated, catalogue order
     assert det.obligations[0].within_seconds == 1200
     assert det.obligations[1].within_seconds == 0
+    assert [u.id for u in det.obligations[2].who] == [u.id for u in det.units]  # who: participating
 
 
 def test_decided_level_brings_its_own_consequences(demo_book: RuleBook) -> None:

@@ -32,7 +32,7 @@ def two_versions(tmp_path: Path, runtime: DurableRuntime) -> RuleBook:
     write_version(tmp_path, "2024.1", "2024-01-01")
     # 2025.1 changes the hazmat rule's unit so the versions answer differently.
     path = write_version(tmp_path, "2025.1", "2025-01-01")
-    path.write_text(path.read_text(encoding="utf-8").replace("then: {units: [chem]}", "then: {units: [police]}"), encoding="utf-8")
+    path.write_text(path.read_text(encoding="utf-8").replace("units: [chem]", "units: [police]"), encoding="utf-8")
     return RuleBook.load(tmp_path, runtime, clock=lambda: dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc))
 
 

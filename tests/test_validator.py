@@ -47,7 +47,7 @@ def test_invalid_document(case: dict[str, str], make_doc: Callable[[str], RuleSe
 
 def test_every_problem_is_reported(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """Several problems in one document are all reported, not only the first."""
-    text = BASE.replace("then: {units: [chem]}", "then: {units: [chemm]}").replace("groups: [combat]", "groups: [combt]").replace("type: boolean", "type: bool")
+    text = BASE.replace("units: [chem]", "units: [chemm]").replace("groups: [combat]", "groups: [combt]").replace("type: boolean", "type: bool")
     with pytest.raises(RuleDocumentInvalid) as caught:
         make_doc(text)
     messages = " | ".join(p.message for p in caught.value.problems)
@@ -59,10 +59,10 @@ def test_every_problem_is_reported(make_doc: Callable[[str], RuleSetDocument]) -
 
 def test_problem_renders_like_a_compiler_error(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """A problem prints as path:line:column: message (did you mean ...?)."""
-    text = BASE.replace("then: {units: [chem]}", "then: {units: [chemm]}")
+    text = BASE.replace("units: [chem]", "units: [chemm]")
     with pytest.raises(RuleDocumentInvalid) as caught:
         make_doc(text)
-    line = BASE[: BASE.index("then: {units: [chem]}")].count("\n") + 1
+    line = BASE[: BASE.index("units: [chem]")].count("\n") + 1
     problem = caught.value.problems[0]
     assert str(problem).startswith(f"demo.yaml:{problem.line}:{problem.column}: rule 'hazmat' names unknown unit 'chemm'")
     assert problem.rule_id == "hazmat"

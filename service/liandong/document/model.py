@@ -124,6 +124,8 @@ class Obligation:
     citation: Citation
     pos: Pos
     where: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
+    # `who: participating`: owed by every unit taking part in the incident, whichever they are.
+    by_participants: bool = False
 
 
 @dataclass(frozen=True)

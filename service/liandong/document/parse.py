@@ -46,6 +46,7 @@ RULESET_ID = re.compile(r"^[a-z][a-z0-9-]*$")
 CATALOGUE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+PARTICIPATING = "participating"  # obligation `who` meaning every participating unit
 RESERVED_INPUTS = frozenset({"sid", "id"})  # durable-rules keys every fact by these
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -392,7 +393,9 @@ class Parser:
             return None
         oid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
         text = self.text(m.entries.get("text"), f"{where}.text")
-        who_refs = self.id_list(m.entries.get("who"), f"{where}.who")
+        who_value = m.entries.get("who")
+        by_participants = isinstance(who_value, LScalar) and who_value.value == PARTICIPATING
+        who_refs = () if by_participants else self.id_list(who_value, f"{where}.who")
         who = tuple(i for i, _ in who_refs)
         citation = self.citation(m.entries.get("citation"), f"{where}.citation")
         seconds: int | None = None
@@ -407,7 +410,7 @@ class Parser:
                 within_text = f"{match.group(1)}{match.group(2)}"
         if oid is None or text is None or citation is None:
             return None
-        return Obligation(oid, text, who, seconds, within_text, citation, self.pos(m, f"obligations.{oid}"), self.refs("who", who_refs))
+        return Obligation(oid, text, who, seconds, within_text, citation, self.pos(m, f"obligations.{oid}"), self.refs("who", who_refs), by_participants)
 
     def _rule(self, value: Value, where: str) -> Rule | None:
         if isinstance(value, LMap) and isinstance(value.entries.get("id"), LScalar):

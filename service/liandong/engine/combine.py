@@ -66,6 +66,7 @@ def combine(doc: RuleSetDocument, incident: Incident, facts: Mapping[str, object
     if lead_id is not None:
         unit_ids.add(lead_id)
     by_id = {u.id: u for u in doc.units}
+    participants = tuple(u.id for u in doc.units if u.id in unit_ids)
     level = None
     if decided is not None:
         level = LevelResult(decided.code, decided.name, decided.rank, _citation(decided.citation) if decided.citation else None)
@@ -93,13 +94,13 @@ def combine(doc: RuleSetDocument, incident: Incident, facts: Mapping[str, object
         command_tier=tier,
         commanders=tuple(CommanderResult(c.role, c.who) for c in commanders),
         lead=_unit(by_id[lead_id]) if lead_id is not None else None,
-        units=tuple(_unit(u) for u in doc.units if u.id in unit_ids),
+        units=tuple(_unit(by_id[u]) for u in participants),
         groups=tuple(
             GroupResult(g.id, g.name, _unit(by_id[g.lead]) if g.lead else None, tuple(_unit(by_id[m]) for m in g.members), g.duties, _citation(g.citation))
             for g in groups
         ),
         obligations=tuple(
-            ObligationResult(o.id, o.text, tuple(_unit(by_id[w]) for w in o.who), o.within_seconds, o.within_text, _citation(o.citation))
+            ObligationResult(o.id, o.text, tuple(_unit(by_id[w]) for w in (participants if o.by_participants else o.who)), o.within_seconds, o.within_text, _citation(o.citation))
             for o in obligations
         ),
         matched_rules=matched_rules,
