@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard proto/liandong/v1/*.proto)
 GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 
-.PHONY: run test venv proto validate rules-test typecheck clean
+.PHONY: run example test venv proto validate rules-test typecheck clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }
@@ -23,10 +23,14 @@ proto: $(GENERATED)
 
 venv: $(STAMP) $(GENERATED)
 
-# Until the gRPC service exists: check and test the bundled rules, then answer an example incident.
+# Serve the bundled rules on 127.0.0.1:50051, metrics on http://127.0.0.1:9464/metrics.
+# Flags and LIANDONG_* variables: `liandong serve --help`. Extra flags: make run ARGS='--log-format console'.
 run: venv
 	$(BIN)/liandong rules validate rules
-	$(BIN)/liandong rules test rules
+	exec $(BIN)/liandong serve --rules-dir rules $(ARGS)
+
+# The example incident of the README, answered in-process (no server needed).
+example: venv
 	$(BIN)/liandong rules explain fire-linkage --fact deaths=3 --fact serious_injuries=12 --fact hazardous_materials=true
 
 test: venv

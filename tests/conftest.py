@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import sys
+
 import pytest
+import structlog
 import yaml
 
 from liandong.document.load import parse_document
@@ -45,3 +48,9 @@ def make_doc() -> Callable[[str], RuleSetDocument]:
 @pytest.fixture(scope="session")
 def demo_book(runtime: DurableRuntime) -> RuleBook:
     return RuleBook.load(DATA / "rules", runtime)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logs_to_stderr() -> None:
+    """Service logs go to stderr, as `liandong serve` configures them, never into captured stdout."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
