@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard proto/liandong/v1/*.proto)
 GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 
-.PHONY: run example test venv proto validate rules-test typecheck clean
+.PHONY: run example test venv proto docs validate rules-test typecheck clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }
@@ -37,6 +37,10 @@ test: venv
 	$(BIN)/liandong rules validate rules
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
+
+# Regenerate the README's tables of inputs from the bundled documents.
+docs: venv
+	$(BIN)/python -m liandong.docs README.md rules
 
 validate: $(STAMP)
 	$(BIN)/liandong rules validate rules
