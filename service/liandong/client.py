@@ -41,27 +41,31 @@ class ServiceError(LiandongError):
         self.status_code = code
 
 
-def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+M = TypeVar("M", error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure)
+
+
+def _details(error: grpc.RpcError, kind: type[M]) -> list[M]:
+    """The status details of one google.rpc type that the server attached to a failed call."""
     status = rpc_status.from_call(error)
-    out: list[FieldViolation] = []
+    found: list[M] = []
     for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            for v in bad.field_violations:
-                out.append(FieldViolation(v.field.removeprefix("incident.facts."), v.description, v.reason))
-    return tuple(out)
+        if detail.Is(kind.DESCRIPTOR):
+            message = kind()
+            detail.Unpack(message)
+            found.append(message)
+    return found
+
+
+def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
+    return tuple(
+        FieldViolation(v.field.removeprefix("incident.facts."), v.description, v.reason)
+        for bad in _details(error, error_details_pb2.BadRequest)
+        for v in bad.field_violations
+    )
 
 
 def _candidates(error: grpc.RpcError) -> tuple[str, ...]:
-    status = rpc_status.from_call(error)
-    names: list[str] = []
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-            failure = error_details_pb2.PreconditionFailure()
-            detail.Unpack(failure)
-            names.extend(v.subject for v in failure.violations)
-    return tuple(names)
+    return tuple(v.subject for failure in _details(error, error_details_pb2.PreconditionFailure) for v in failure.violations)
 
 
 def to_exception(error: grpc.RpcError, ruleset: str = "") -> LiandongError:
@@ -71,14 +75,18 @@ def to_exception(error: grpc.RpcError, ruleset: str = "") -> LiandongError:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         violations = _violations(error)
         if any(v.reason == "unknown_incident_type" for v in violations):
-            return UnknownIncidentType("", (), "")
+            unknown = UnknownIncidentType("", ())
+            unknown.message = message
+            return unknown
         exc = InvalidIncident(ruleset, violations)
         exc.message = message
         return exc
     if code == grpc.StatusCode.NOT_FOUND:
         return RuleSetNotFound(message, ruleset=ruleset)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return AmbiguousIncidentType("", _candidates(error))
+        ambiguous = AmbiguousIncidentType("", _candidates(error))
+        ambiguous.message = message
+        return ambiguous
     return ServiceError(code, message)
 
 

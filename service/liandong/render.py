@@ -7,6 +7,7 @@ import json
 
 from liandong.document.model import InputSpec, InputType, RuleSetDocument
 from liandong.engine.result import ConditionTrace, Determination
+from liandong.engine.trace import show
 
 
 def to_json(det: Determination) -> str:
@@ -66,7 +67,7 @@ def to_text(det: Determination, explain: bool = False) -> str:
             if r.conditions:
                 out.extend(_trace_lines(r.conditions, 2))
     if explain:
-        facts = ", ".join(f"{k}={v}" for k, v in det.facts.items())
+        facts = ", ".join(f"{k}={show(v)}" for k, v in det.facts.items())
         out.append(f"facts      {facts}")
     return "\n".join(out)
 

@@ -14,7 +14,8 @@ from liandong.document.words import SYMBOLS, WORDS
 from liandong.engine.result import ConditionTrace
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
+    """A value as a rule author writes it (true, 3, 决口)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -50,9 +51,9 @@ def describe(cmp: Comparison) -> str:
     if isinstance(operand, InputRef):
         shown = operand.input
     elif isinstance(operand, tuple):
-        shown = "[" + ", ".join(_show(v) for v in operand) + "]"
+        shown = "[" + ", ".join(show(v) for v in operand) + "]"
     else:
-        shown = _show(operand)
+        shown = show(operand)
     text = f"{cmp.input} {cmp.word} {shown}"
     if cmp.word in WORDS:
         text += f" ({SYMBOLS[cmp.op]} {shown})"
@@ -70,7 +71,7 @@ def evaluate(cond: Condition, facts: Mapping[str, object]) -> ConditionTrace:
         items = tuple(evaluate(c, facts) for c in cond.items)
         return ConditionTrace("any", "", any(i.holds for i in items), items)
     names = [cond.input] + ([cond.operand.input] if isinstance(cond.operand, InputRef) else [])
-    actual = ", ".join(f"{n} = {_show(facts[n])}" if n in facts else f"{n} not given" for n in names)
+    actual = ", ".join(f"{n} = {show(facts[n])}" if n in facts else f"{n} not given" for n in names)
     if any(n not in facts for n in names):
         return ConditionTrace(describe(cond), actual, False)
     right = facts[cond.operand.input] if isinstance(cond.operand, InputRef) else cond.operand
