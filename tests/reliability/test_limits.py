@@ -1,0 +1,267 @@
+"""Explicit limits: message size, facts count, stream length, concurrency and deadlines each end a
+call with a documented code, and the service keeps answering afterwards."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from liandong.engine.descriptor import MAX_FACTS
+from liandong.engine.runtime import DurableRuntime
+from liandong.server.app import Service
+from liandong.server.config import Config
+from liandong.v1 import liandong_pb2 as pb
+from liandong.v1 import liandong_pb2_grpc as pb_grpc
+from reliability.support import LOOPBACK, ROOT, bad_request_fields, in_process, request, sample, wait_until
+
+BOUND = 30.0  # seconds: the most any wait below may take
+
+
+def stub_for(svc: Service) -> tuple[grpc.Channel, pb_grpc.ResponseServiceStub]:
+    channel = grpc.insecure_channel(f"{LOOPBACK}:{svc.port}")
+    return channel, pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+def still_answers(stub: pb_grpc.ResponseServiceStub) -> bool:
+    return bool(stub.Determine(request("demo", {"deaths": 3}), timeout=10).level.code == "III")
+
+
+class HeldStream:
+    """A DetermineStream that sends one request and then holds the call open until released."""
+
+    def __init__(self, stub: pb_grpc.ResponseServiceStub) -> None:
+        self.release = threading.Event()
+        self.answers: list[pb.Determination] = []
+        self.error: grpc.RpcError | None = None
+        self.first = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(stub,), daemon=True)
+        self.thread.start()
+
+    def _requests(self) -> Iterator[pb.DetermineRequest]:
+        yield request("demo", {"deaths": 1})
+        self.release.wait(BOUND)
+
+    def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
+        try:
+            for answer in stub.DetermineStream(self._requests(), timeout=BOUND):
+                self.answers.append(answer)
+                self.first.set()
+        except grpc.RpcError as error:
+            self.error = error
+        finally:
+            self.first.set()
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(BOUND)
+
+
+def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """A request over --max-message-bytes ends RESOURCE_EXHAUSTED; one under it is answered."""
+    with in_process(rules_dir, runtime, max_message_bytes=64 * 1024) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            big = request("demo", {"note": "长" * 40_000})  # ~120 KB of UTF-8
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Determine(big, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            with pytest.raises(grpc.RpcError) as under:  # under the limit: the facts are checked instead
+                stub.Determine(request("demo", {"note": "长" * 10_000}), timeout=10)
+            assert under.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad_request_fields(under.value) == [("incident.facts.note", "too_long")]
+            assert still_answers(stub)
+
+
+def test_too_many_facts_is_one_violation(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """More than MAX_FACTS facts are one INVALID_ARGUMENT violation; MAX_FACTS wrong ones are INVALID_ARGUMENT with as many violations as fit a trailer."""
+    with in_process(rules_dir, runtime) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            with pytest.raises(grpc.RpcError) as over:
+                stub.Determine(request("demo", {f"f{i}": i for i in range(MAX_FACTS + 1)}), timeout=10)
+            assert over.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad_request_fields(over.value) == [("incident.facts.facts", "too_many")]
+            with pytest.raises(grpc.RpcError) as at_limit:
+                stub.Determine(request("demo", {f"f{i}": i for i in range(MAX_FACTS)}), timeout=10)
+            assert at_limit.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # not a trailer too big for the client
+            reasons = bad_request_fields(at_limit.value)
+            assert 10 <= len(reasons) < MAX_FACTS and {r for _, r in reasons} == {"unknown_field"}
+            assert f"[{len(reasons)} of {MAX_FACTS} violations in the details]" in (at_limit.value.details() or "")
+            assert still_answers(stub)
+
+
+def test_stream_length_is_limited(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """A stream longer than --max-stream-requests gets its first N answers, then RESOURCE_EXHAUSTED; N requests pass."""
+    with in_process(rules_dir, runtime, max_stream_requests=5) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            answers: list[pb.Determination] = []
+            with pytest.raises(grpc.RpcError) as caught:
+                for answer in stub.DetermineStream(iter([request("demo", {"deaths": d}) for d in range(8)]), timeout=BOUND):
+                    answers.append(answer)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "at most 5 requests" in (caught.value.details() or "")
+            assert [a.level.code for a in answers] == ["IV", "IV", "IV", "III", "III"]
+            exact = list(stub.DetermineStream(iter([request("demo", {"deaths": d}) for d in range(5)]), timeout=BOUND))
+            assert len(exact) == 5
+            assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
+
+
+def test_concurrency_is_limited(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """With --max-concurrent-rpcs 2 and two calls open, a third is refused RESOURCE_EXHAUSTED at once; later calls pass."""
+    with in_process(rules_dir, runtime, max_concurrent_rpcs=2) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            held = [HeldStream(stub) for _ in range(2)]
+            try:
+                assert all(h.first.wait(BOUND) and h.answers for h in held)
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.Determine(request("demo", {"deaths": 3}), timeout=10)
+                assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            finally:
+                for h in held:
+                    h.close()
+            assert all(h.error is None and len(h.answers) == 1 for h in held)
+            assert wait_until(lambda: still_answers_quietly(stub), BOUND)
+
+
+def still_answers_quietly(stub: pb_grpc.ResponseServiceStub) -> bool:
+    try:
+        return still_answers(stub)
+    except grpc.RpcError:
+        return False
+
+
+def test_stream_past_its_deadline_stops_evaluating(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """A stream whose deadline passes mid-way ends on the server too: DEADLINE_EXCEEDED is recorded and no request after it is evaluated."""
+    sent = 0
+
+    def endless() -> Iterator[pb.DetermineRequest]:
+        nonlocal sent
+        for _ in range(500_000):  # bounded: far more than fit in the deadline
+            sent += 1
+            yield request("demo", {"deaths": 3})
+
+    with in_process(rules_dir, runtime) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            got = 0
+            with pytest.raises(grpc.RpcError) as caught:
+                for _ in stub.DetermineStream(endless(), timeout=0.5):
+                    got += 1
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert wait_until(lambda: sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED") == 1, BOUND)
+            decided = sample(svc, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III")
+            assert got <= decided < sent  # the server stopped before the requests ran out
+            assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="OK") == 0
+            assert still_answers(stub)
+            assert sample(svc, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III") == decided + 1  # the handler is gone: only the new call counted
+
+
+def test_call_queued_past_its_deadline_is_never_evaluated(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """With the only worker busy, a Determine whose deadline passes while it waits is not evaluated later."""
+    with in_process(rules_dir, runtime, max_workers=1) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            held = HeldStream(stub)  # occupies the one worker thread
+            try:
+                assert held.first.wait(BOUND) and held.answers
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.Determine(request("demo", {"deaths": 30}), timeout=0.3)
+                assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            finally:
+                held.close()
+            assert held.error is None
+            assert still_answers(stub)  # the worker is free again and has run whatever was queued
+            assert sample(svc, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0  # deaths=30 was never decided
+            assert sample(svc, "liandong_rpc_requests_total", method="Determine", code="OK") == 1
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2); lengths here stay under 2**28."""
+    length = len(payload)
+    varint = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        varint.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes([(field << 3) | 2]) + bytes(varint) + payload
+
+
+def nested_request(depth: int) -> bytes:
+    """A DetermineRequest whose fact `deaths` is a list nested `depth` deep, built as raw bytes
+    (the Python protobuf runtime refuses to build it, a server must still refuse it properly)."""
+    value = b"\x11" + bytes(8)  # Value.number_value (field 2, fixed64) = 0.0
+    for _ in range(depth):
+        value = _ld(6, _ld(1, value))  # Value.list_value { values: [value] }
+    entry = _ld(1, b"deaths") + _ld(2, value)
+    incident = _ld(2, b"demo") + _ld(3, _ld(1, entry))
+    return _ld(1, incident)
+
+
+@pytest.mark.parametrize("depth", [0, 40, 60, 2000])
+def test_nesting_deeper_than_protobuf_allows_is_invalid_argument(depth: int, rules_dir: Path, runtime: DurableRuntime) -> None:
+    """Facts nested past protobuf's depth limit are INVALID_ARGUMENT with a BadRequest (not INTERNAL); shallower ones are checked as facts."""
+    with in_process(rules_dir, runtime) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            raw = channel.unary_unary("/liandong.v1.ResponseService/Determine", request_serializer=None, response_deserializer=pb.Determination.FromString)
+            if depth == 0:
+                assert raw(nested_request(0), timeout=10).level.code == "IV"  # the hand-built encoding is right
+                return
+            with pytest.raises(grpc.RpcError) as caught:
+                raw(nested_request(depth), timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            fields = bad_request_fields(caught.value)
+            assert fields in ([("incident.facts.deaths", "wrong_type")], [("request", "invalid")]), fields
+            if depth >= 60:
+                assert fields == [("request", "invalid")] and "cannot be decoded" in (caught.value.details() or "")
+            assert still_answers(stub)
+
+
+def test_undecodable_bytes_are_invalid_argument(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """Bytes that are not a DetermineRequest at all are INVALID_ARGUMENT, for Determine and for GetRuleSet."""
+    with in_process(rules_dir, runtime) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            for method in ("Determine", "GetRuleSet"):
+                raw = channel.unary_unary(f"/liandong.v1.ResponseService/{method}", request_serializer=None, response_deserializer=None)
+                with pytest.raises(grpc.RpcError) as caught:
+                    raw(b"\x0a\xff\xff\xff\xff\x0f garbage", timeout=10)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert still_answers(stub)
+
+
+def test_limits_are_documented() -> None:
+    """README's Operations section names every limit, its default and the code a caller gets."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Limits"):]
+    section = section[: section.index("\n### ", 5)]
+    defaults = Config()
+    for text in ("--max-message-bytes", "RESOURCE_EXHAUSTED", f"{MAX_FACTS}", "--max-stream-requests", str(defaults.max_stream_requests),
+                 "--max-concurrent-rpcs", str(defaults.max_concurrent_rpcs), "DEADLINE_EXCEEDED", "INVALID_ARGUMENT", "64 levels"):
+        assert text in section, text
+    assert re.search(r"deadline", section, re.IGNORECASE)
+
+
+def test_a_fact_value_with_no_kind_is_refused_not_ignored(rules_dir: Path, runtime: DurableRuntime) -> None:
+    """A Struct value with none of its kinds set (how a client misspelling `numberValue` sends it) is INVALID_ARGUMENT; null stays 'absent'."""
+    with in_process(rules_dir, runtime) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            malformed = request("demo", {"hazmat": True})
+            malformed.incident.facts.fields["deaths"].Clear()  # an entry whose Value has no kind
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Determine(malformed, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad_request_fields(caught.value) == [("incident.facts.deaths", "wrong_type")]
+            assert "no kind set" in (caught.value.details() or "")
+            null = stub.Determine(request("demo", {"deaths": None, "hazmat": True}), timeout=10)
+            assert null.level.code == "IV"  # null is absent: the default 0 deaths applies
