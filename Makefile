@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard proto/liandong/v1/*.proto)
 GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 
-.PHONY: run example test venv proto docs validate rules-test typecheck clean
+.PHONY: run example test venv proto docs validate rules-test typecheck clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }
@@ -36,11 +36,18 @@ example: venv
 test: venv
 	$(BIN)/liandong rules validate rules
 	$(BIN)/python -m mypy
+	@bash tests/reliability/setup_tools.sh  # npm packages and prometheus for the client tests; never fails
 	$(BIN)/python -m pytest
 
 # Regenerate the README's tables of inputs from the bundled documents.
 docs: venv
 	$(BIN)/python -m liandong.docs README.md rules
+
+# Benchmarks (not tests): bench-out/report.md and report.json; docs/performance.md is one such run.
+# Installs the `bench` extra (zen-engine, py-spy, pyinstrument). BENCH_ARGS=--quick for a smoke run.
+bench: venv
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python tests/bench/bench_run.py --out bench-out $(BENCH_ARGS)
 
 validate: $(STAMP)
 	$(BIN)/liandong rules validate rules

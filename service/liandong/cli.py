@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from liandong.document.load import load_tree
 from liandong.engine.result import Incident
@@ -21,6 +22,9 @@ from liandong.errors import EvaluationError, InvalidIncident, LiandongError, Rul
 from liandong.fixtures import run_all
 from liandong.render import inputs_markdown, to_json, to_text
 from liandong.rulebook import RuleBook
+
+if TYPE_CHECKING:
+    import grpc
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -133,7 +137,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         raise UsageError(str(exc)) from None
     logs.configure(cfg.log_level, cfg.log_format)
+    if cfg.workers > 1:
+        from liandong.server import workers
+
+        return workers.supervise(cfg)
     return app.run(cfg)
+
+
+def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS credentials from --tls-ca/--tls-cert/--tls-key, or None for plaintext."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    from liandong.server.tls import TLSError, channel_credentials
+
+    try:
+        return channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+    except TLSError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", default="", help="connect over TLS, trusting this PEM CA file")
+    parser.add_argument("--tls-cert", default="", help="PEM client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
 
 
 def _client_error(exc: LiandongError) -> int:
@@ -154,7 +180,7 @@ def cmd_determine(args: argparse.Namespace) -> int:
 
     facts = dict(parse_fact(f) for f in args.fact)
     try:
-        with Client(args.target, timeout=args.timeout) as client:
+        with Client(args.target, timeout=args.timeout, credentials=_credentials(args)) as client:
             msg = client.determine(args.type, facts, ruleset=args.ruleset, version=args.version, explain=args.explain, incident_id=args.id)
     except LiandongError as exc:
         return _client_error(exc)
@@ -170,7 +196,7 @@ def cmd_rulesets(args: argparse.Namespace) -> int:
     from liandong.client import Client
 
     try:
-        with Client(args.target, timeout=args.timeout) as client:
+        with Client(args.target, timeout=args.timeout, credentials=_credentials(args)) as client:
             summaries = client.list_rulesets()
     except LiandongError as exc:
         return _client_error(exc)
@@ -242,11 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     determine.add_argument("--json", action="store_true", help="print the answer as JSON")
     determine.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
     determine.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    _add_tls_flags(determine)
     determine.set_defaults(func=cmd_determine)
 
     rulesets = sub.add_parser("rulesets", help="list the rule sets a running service has loaded")
     rulesets.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
     rulesets.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
+    _add_tls_flags(rulesets)
     rulesets.set_defaults(func=cmd_rulesets)
     return parser
 

@@ -101,8 +101,12 @@ class Client:
         retries: int = 3,
         backoff: float = 0.1,
         channel: grpc.Channel | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._channel = channel if channel is not None else grpc.insecure_channel(target)
+        """`credentials` (e.g. liandong.server.tls.channel_credentials(ca, cert, key)) for a TLS server."""
+        if channel is None:
+            channel = grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
+        self._channel = channel
         self._stub = pb_grpc.ResponseServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.timeout = timeout
         self.retries = retries

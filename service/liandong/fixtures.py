@@ -214,10 +214,14 @@ def run_all(book: RuleBook, root: Path) -> FixtureRun:
     results: list[CaseResult] = []
     problems: list[Problem] = []
     missing: list[str] = []
+    real_root = (root if root.is_dir() else root.parent).resolve()
     for doc_path in paths:
         fixtures = fixture_path(doc_path)
         if not fixtures.exists():
             missing.append(display_path(doc_path))
+            continue
+        if not fixtures.resolve().is_relative_to(real_root):  # a symlink must not make us read (and quote) other files
+            problems.append(Problem(display_path(fixtures), 0, 0, "points outside the rules directory; refusing it"))
             continue
         try:
             results.extend(run_fixture_file(book, fixtures))

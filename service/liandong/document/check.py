@@ -177,6 +177,8 @@ class _Checker:
                 self.problem(cmp.pos, f"{owner}: 'between' on '{cmp.input}' has low {values[0]} above high {values[1]}", rule_id)
             return dataclasses.replace(cmp, operand=tuple(v for v in values if v is not None))
         if cmp.op in ORDERING and spec.type is InputType.INTEGER and isinstance(operand, float) and not isinstance(operand, bool):
+            if not math.isfinite(operand):
+                self.problem(cmp.pos, f"{owner}: '{cmp.word}' on '{cmp.input}' needs a finite number, not {operand}", rule_id)
             return cmp  # 999.5 against an integer input is meaningful: keep the fraction
         value = self.value(spec, operand, cmp.pos, owner, rule_id)
         return cmp if value is None else dataclasses.replace(cmp, operand=value)

@@ -204,8 +204,9 @@ class Parser:
         effective_until = self.date(e.get("effective_until"), "effective_until") if "effective_until" in e else None
         if effective_from and effective_until and effective_until < effective_from:
             self.problem(e["effective_until"], "effective_until is before effective_from", key="effective_until")
-        types = tuple(t for t, _ in self.id_list(e.get("incident_types"), "incident_types"))
-        for t, at in self.id_list(e.get("incident_types"), "incident_types"):
+        type_refs = self.id_list(e.get("incident_types"), "incident_types")  # read once: its problems once
+        types = tuple(t for t, _ in type_refs)
+        for t, at in type_refs:
             if not CATALOGUE_ID.match(t):
                 self.problem(at, f"incident type '{t}' is not a valid id (expected {CATALOGUE_ID.pattern})", key="incident_types")
         if "incident_types" in e and not types:

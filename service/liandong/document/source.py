@@ -1,8 +1,9 @@
 """Reading YAML safely into values that remember where they were written.
 
 Only YAML's safe schema is constructed (no Python objects, ever). Limits that protect the service
-from a hostile or broken document: the file's size, and the number of nodes after alias expansion
-(an "alias bomb" of nested anchors expands exponentially while its text stays small).
+from a hostile or broken document: the file's size, the number of nodes after alias expansion
+(an "alias bomb" of nested anchors expands exponentially while its text stays small), and how
+deeply values nest (every later step walks the tree recursively).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from liandong.errors import Problem
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 100_000
+MAX_DEPTH = 64  # real documents nest about 10 deep
 
 _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"})
 
@@ -61,10 +63,12 @@ class _Builder:
         self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")  # only its scalar constructors are used
 
-    def build(self, node: yaml.Node, active: frozenset[int]) -> Value:
+    def build(self, node: yaml.Node, active: frozenset[int], depth: int = 1) -> Value:
         self.count += 1
         if self.count > MAX_EXPANDED_NODES:
             raise SourceError([self._problem(node, f"document expands to more than {MAX_EXPANDED_NODES} nodes (aliases?); refusing it")])
+        if depth > MAX_DEPTH:
+            raise SourceError([self._problem(node, f"values nest more than {MAX_DEPTH} levels deep; refusing the document")])
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         if id(node) in active:
             raise SourceError([self._problem(node, "recursive alias: an anchor refers to itself")])
@@ -78,7 +82,7 @@ class _Builder:
         if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in _COLLECTION_TAGS:
             raise SourceError([self._problem(node, f"unsupported tag {node.tag}: only plain YAML is read")])
         if isinstance(node, yaml.SequenceNode):
-            return LList(tuple(self.build(item, inner) for item in node.value), line, column)
+            return LList(tuple(self.build(item, inner, depth + 1) for item in node.value), line, column)
         if isinstance(node, yaml.MappingNode):
             entries: dict[str, Value] = {}
             keys: dict[str, tuple[int, int]] = {}
@@ -95,7 +99,7 @@ class _Builder:
                     self.problems.append(self._problem(key_node, f"duplicate key '{key}' (first written at line {first[0]})", key=key))
                     continue
                 keys[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                entries[key] = self.build(value_node, inner)
+                entries[key] = self.build(value_node, inner, depth + 1)
             return LMap(entries, keys, line, column)
         raise SourceError([self._problem(node, f"unsupported YAML node {node.tag}")])
 
@@ -120,9 +124,14 @@ def read_yaml(data: bytes, path: str) -> Value:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or str(exc)
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            reason += f" ({exc.context} at line {exc.context_mark.line + 1})"  # e.g. where the open quote is
         raise SourceError([Problem(path, line, column, f"YAML syntax error: {reason}")]) from exc
     except yaml.YAMLError as exc:
         raise SourceError([Problem(path, 1, 1, f"YAML error: {exc}")]) from exc
+    except RecursionError:  # PyYAML composes recursively: thousands of nested brackets exhaust the stack
+        line = _deepest_line(text)
+        raise SourceError([Problem(path, line, 1, f"values nest more than {MAX_DEPTH} levels deep; refusing the document")]) from None
     if not nodes or nodes[0] is None:
         raise SourceError([Problem(path, 1, 1, "document is empty")])
     if len(nodes) > 1:
@@ -133,6 +142,19 @@ def read_yaml(data: bytes, path: str) -> Value:
     if builder.problems:
         raise SourceError(builder.problems)
     return value
+
+
+def _deepest_line(text: str) -> int:
+    """Where the nesting is: the line where flow brackets first nest deeper than MAX_DEPTH, else
+    the most indented line."""
+    depth = 0
+    lines = text.splitlines() or [""]
+    for number, line in enumerate(lines, 1):
+        for char in line:
+            depth += 1 if char in "[{" else -1 if char in "]}" else 0
+            if depth > MAX_DEPTH:
+                return number
+    return max(range(len(lines)), key=lambda i: len(lines[i]) - len(lines[i].lstrip(" "))) + 1
 
 
 def plain(value: Value) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 
 from liandong.document.model import Citation, Group, Level, Obligation, Rule, RuleSetDocument, Then, Unit
 from liandong.engine import trace
@@ -28,9 +29,44 @@ def _unit(u: Unit) -> UnitResult:
     return UnitResult(u.id, u.name, u.duties, _citation(u.citation))
 
 
+class _Prepared:
+    """A document's answer pieces built once: results are frozen, so every answer can share them."""
+
+    def __init__(self, doc: RuleSetDocument) -> None:
+        self.doc = doc
+        self.ranks = {lv.code: lv.rank for lv in doc.levels}
+        self.units = {u.id: _unit(u) for u in doc.units}
+        self.groups = {
+            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, _citation(g.citation))
+            for g in doc.groups
+        }
+        self.obligations = {
+            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, _citation(o.citation))
+            for o in doc.obligations
+        }
+        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, _citation(lv.citation) if lv.citation else None) for lv in doc.levels}
+        self.rules = {r.id: MatchedRule(r.id, r.title, _citation(r.citation), None) for r in doc.rules}
+
+
+_PREPARED: dict[int, _Prepared] = {}  # by id(doc); the entry keeps its document alive, so ids are not reused
+_MAX_PREPARED = 256  # documents; a reload brings new ones, so the oldest are dropped past this
+
+
+def _prepared(doc: RuleSetDocument) -> _Prepared:
+    found = _PREPARED.get(id(doc))
+    if found is not None and found.doc is doc:
+        return found
+    made = _Prepared(doc)
+    if len(_PREPARED) >= _MAX_PREPARED:
+        _PREPARED.clear()
+    _PREPARED[id(doc)] = made
+    return made
+
+
 def combine(doc: RuleSetDocument, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False) -> Determination:
     fired_rules = [r for r in doc.rules if r.id in fired]  # document order
-    ranks = {lv.code: lv.rank for lv in doc.levels}
+    prepared = _prepared(doc)
+    ranks = prepared.ranks
     below_every_level = min(ranks.values(), default=0) - 1
 
     level_rule = max(
@@ -65,15 +101,16 @@ def combine(doc: RuleSetDocument, incident: Incident, facts: Mapping[str, object
     unit_ids.update(w for o in obligations for w in o.who)
     if lead_id is not None:
         unit_ids.add(lead_id)
-    by_id = {u.id: u for u in doc.units}
+    by_id = prepared.units
     participants = tuple(u.id for u in doc.units if u.id in unit_ids)
     level = None
     if decided is not None:
-        level = LevelResult(decided.code, decided.name, decided.rank, _citation(decided.citation) if decided.citation else None)
+        level = prepared.levels[decided.code]
 
     def matched(rule: Rule) -> MatchedRule:
-        conditions = trace.evaluate(rule.when, facts) if explain else None
-        return MatchedRule(rule.id, rule.title, _citation(rule.citation), conditions)
+        if not explain:
+            return prepared.rules[rule.id]
+        return MatchedRule(rule.id, rule.title, _citation(rule.citation), trace.evaluate(rule.when, facts))
 
     matched_rules = tuple(matched(r) for r in fired_rules)
     unmatched: tuple[MatchedRule, ...] = ()
@@ -93,14 +130,11 @@ def combine(doc: RuleSetDocument, incident: Incident, facts: Mapping[str, object
         level=level,
         command_tier=tier,
         commanders=tuple(CommanderResult(c.role, c.who) for c in commanders),
-        lead=_unit(by_id[lead_id]) if lead_id is not None else None,
-        units=tuple(_unit(by_id[u]) for u in participants),
-        groups=tuple(
-            GroupResult(g.id, g.name, _unit(by_id[g.lead]) if g.lead else None, tuple(_unit(by_id[m]) for m in g.members), g.duties, _citation(g.citation))
-            for g in groups
-        ),
+        lead=by_id[lead_id] if lead_id is not None else None,
+        units=tuple(by_id[u] for u in participants),
+        groups=tuple(prepared.groups[g.id] for g in groups),
         obligations=tuple(
-            ObligationResult(o.id, o.text, tuple(_unit(by_id[w]) for w in (participants if o.by_participants else o.who)), o.within_seconds, o.within_text, _citation(o.citation))
+            replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants)) if o.by_participants else prepared.obligations[o.id]
             for o in obligations
         ),
         matched_rules=matched_rules,

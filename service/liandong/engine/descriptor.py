@@ -17,7 +17,21 @@ MAX_FACTS = 256
 PRESENT_PREFIX = "_present_"  # input ids start with a letter, so these never collide with one
 
 
+class NoValue:
+    """A protobuf Value with no kind set at all. JSON null arrives as null_value (absent); this only
+    comes from a sender that built the Value wrongly (e.g. field names its library does not know),
+    so it is refused rather than quietly taken as absent."""
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE = NoValue()
+
+
 def _describe(value: object) -> str:
+    if isinstance(value, NoValue):
+        return "a value with no kind set (send null as null_value)"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):

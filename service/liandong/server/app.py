@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
@@ -21,7 +22,8 @@ from liandong.server.admin import AdminServicer
 from liandong.server.config import Config
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState
-from liandong.server.servicer import ResponseServicer
+from liandong.server.servicer import DecodeGuard, ResponseServicer
+from liandong.server.tls import TLSError, server_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2, liandong_pb2_grpc
 
 log = structlog.get_logger("liandong.server")
@@ -71,17 +73,30 @@ class Service:
         """Listen, load the rules, and serve; StartupError if the rules are not valid."""
         c = self.config
         self._set_health(False)
+        credentials = None
+        if c.tls_cert:
+            try:
+                credentials = server_credentials(c.tls_cert, c.tls_key, c.tls_client_ca)
+            except TLSError as exc:
+                raise StartupError(str(exc)) from None
         if c.metrics_listen:
             host, _, port = c.metrics_listen.rpartition(":")
-            self._metrics_httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+            try:
+                self._metrics_httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+            except OSError as exc:
+                raise StartupError(f"cannot serve metrics on {c.metrics_listen}: {exc.strerror or exc}") from None
             self.metrics_port = self._metrics_httpd.server_port
         options = [
             ("grpc.max_receive_message_length", c.max_message_bytes),
             ("grpc.max_send_message_length", c.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if c.reuse_port else 0),  # only workers of one supervisor share a port
         ]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"), options=options)
-        liandong_pb2_grpc.add_ResponseServiceServicer_to_server(ResponseServicer(self.state, self.metrics, c.log_facts), server)  # type: ignore[no-untyped-call]
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"), options=options,
+            interceptors=[DecodeGuard()], maximum_concurrent_rpcs=c.max_concurrent_rpcs,
+        )
+        servicer = ResponseServicer(self.state, self.metrics, c.log_facts, max_stream_requests=c.max_stream_requests)
+        liandong_pb2_grpc.add_ResponseServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [RESPONSE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         if c.admin_token:
@@ -89,13 +104,13 @@ class Service:
             services.append(ADMIN_SERVICE)
         reflection.enable_server_reflection(services, server)
         try:
-            self.port = server.add_insecure_port(c.listen)
+            self.port = server.add_secure_port(c.listen, credentials) if credentials is not None else server.add_insecure_port(c.listen)
         except RuntimeError as exc:
             self._close_metrics()
             raise StartupError(f"cannot listen on {c.listen}: {exc}") from exc
         self._server = server
         server.start()
-        log.info("listening", address=c.listen, port=self.port, metrics_port=self.metrics_port, admin=bool(c.admin_token), config=c.redacted())
+        log.info("listening", address=c.listen, port=self.port, metrics_port=self.metrics_port, admin=bool(c.admin_token), tls="mutual" if c.tls_client_ca else "on" if credentials else "off", config=c.redacted())
         outcome = self.state.reload("startup")
         if not outcome.ok:
             self.stop(0)
@@ -135,8 +150,11 @@ class Service:
             self._metrics_httpd = None
 
 
-def run(config: Config) -> int:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns the process exit code."""
+def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads. Returns the process exit code.
+
+    `on_ready` is called once the service is SERVING and its signal handlers are set (workers.py
+    uses it to tell the supervisor)."""
     service = Service(config)
     try:
         service.start()
@@ -155,6 +173,8 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+    if on_ready is not None:
+        on_ready(service)
     while not done.wait(0.5):
         pass
     service.stop()

@@ -35,6 +35,14 @@ class Config:
     max_workers: int = 16
     max_message_bytes: int = 1024 * 1024
     run_fixtures_on_reload: bool = True
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT), each with its own engine; see server/workers.py
+    reuse_port: bool = False  # set by the supervisor for its workers; not a flag
+    max_concurrent_rpcs: int = 256  # calls running or queued at once; more get RESOURCE_EXHAUSTED
+    max_stream_requests: int = 100_000  # requests in one DetermineStream; more end it with RESOURCE_EXHAUSTED
+    tls_cert: str = ""  # PEM certificate chain for the gRPC port; empty: plaintext
+    tls_key: str = ""  # its PEM private key
+    tls_client_ca: str = ""  # PEM CA: clients must present a certificate it signed (mutual TLS)
+    allow_plaintext: bool = False  # plaintext on an address other than loopback needs this
 
     def redacted(self) -> dict[str, object]:
         """Settings fit for a log line: the token never appears."""
@@ -58,6 +66,13 @@ HELP = {
     "max_workers": "threads serving calls",
     "max_message_bytes": "largest request or response message",
     "run_fixtures_on_reload": "run every fixture before a reloaded set may serve",
+    "workers": "processes serving the same port (SO_REUSEPORT), each with its own engine; 1 serves in this process",
+    "max_concurrent_rpcs": "calls running or queued at once; more are refused with RESOURCE_EXHAUSTED",
+    "max_stream_requests": "requests in one DetermineStream; the next ends the stream with RESOURCE_EXHAUSTED",
+    "tls_cert": "PEM certificate chain: serve gRPC over TLS",
+    "tls_key": "PEM private key of --tls-cert",
+    "tls_client_ca": "PEM CA file: require client certificates it signed (mutual TLS)",
+    "allow_plaintext": "allow plaintext gRPC on an address that is not loopback",
 }
 
 
@@ -127,6 +142,14 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
     token = str(raw.get("admin_token", base.admin_token))
     if token and len(token) < 16:
         raise ConfigError(f"--admin-token / {env_name('admin_token')}: use at least 16 characters")
+    tls_cert, tls_key, tls_client_ca = (str(raw.get(name, "")) for name in ("tls_cert", "tls_key", "tls_client_ca"))
+    allow_plaintext = _bool("allow_plaintext", raw.get("allow_plaintext", base.allow_plaintext))
+    if bool(tls_cert) != bool(tls_key):
+        raise ConfigError(f"--tls-cert / {env_name('tls_cert')} and --tls-key / {env_name('tls_key')} go together")
+    if tls_client_ca and not tls_cert:
+        raise ConfigError(f"--tls-client-ca / {env_name('tls_client_ca')} needs --tls-cert and --tls-key")
+    if not tls_cert and not allow_plaintext and not is_loopback(listen):
+        raise ConfigError(f"--listen / {env_name('listen')}: '{listen}' is not a loopback address; serve it with --tls-cert and --tls-key, or allow plaintext explicitly with --allow-plaintext / {env_name('allow_plaintext')}")
     return Config(
         listen=listen,
         metrics_listen=metrics,
@@ -141,4 +164,11 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         max_workers=int(_number("max_workers", raw.get("max_workers", base.max_workers), int, 1)),
         max_message_bytes=int(_number("max_message_bytes", raw.get("max_message_bytes", base.max_message_bytes), int, 1024)),
         run_fixtures_on_reload=_bool("run_fixtures_on_reload", raw.get("run_fixtures_on_reload", base.run_fixtures_on_reload)),
+        workers=int(_number("workers", raw.get("workers", base.workers), int, 1)),
+        max_concurrent_rpcs=int(_number("max_concurrent_rpcs", raw.get("max_concurrent_rpcs", base.max_concurrent_rpcs), int, 1)),
+        max_stream_requests=int(_number("max_stream_requests", raw.get("max_stream_requests", base.max_stream_requests), int, 1)),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        allow_plaintext=allow_plaintext,
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2
 
 from liandong.document.model import Citation, InputSpec, RuleSetDocument
+from liandong.engine import descriptor
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import (
     CitationResult,
@@ -22,6 +25,8 @@ from liandong.engine.result import (
 )
 from liandong.v1 import liandong_pb2 as pb
 
+M = TypeVar("M")
+
 
 def value_from_proto(value: struct_pb2.Value) -> object:
     """A Struct value as Python; NaN stays a float (json_format would turn it into the text 'NaN')."""
@@ -36,7 +41,9 @@ def value_from_proto(value: struct_pb2.Value) -> object:
         return {k: value_from_proto(v) for k, v in value.struct_value.fields.items()}
     if kind == "list_value":
         return [value_from_proto(v) for v in value.list_value.values]
-    return None
+    if kind == "null_value":
+        return None
+    return descriptor.NO_VALUE  # no kind at all: a malformed Value, refused by the input checks
 
 
 def incident_from_proto(msg: pb.Incident) -> Incident:
@@ -49,15 +56,36 @@ def _citation(c: CitationResult | Citation | None) -> pb.Citation | None:
     return pb.Citation(document=c.document, clause=c.clause) if c is not None else None
 
 
+# Answers share their parts: the engine hands out the same frozen unit, group and rule results for
+# a document (engine/combine.py), so each is converted once and copied in afterwards, which
+# protobuf does in C. Keyed by identity (an entry holds its object, so the id stays its own);
+# dropped when full.
+_MAX_CACHED = 4096
+_UNITS: dict[int, tuple[UnitResult, pb.Unit]] = {}
+_GROUPS: dict[int, tuple[GroupResult, pb.Group]] = {}
+_RULES: dict[int, tuple[MatchedRule, pb.MatchedRule]] = {}
+
+
+def _cached(cache: dict[int, tuple[Any, M]], key: object, make: Callable[[], M]) -> M:
+    found = cache.get(id(key))
+    if found is not None and found[0] is key:
+        return found[1]
+    made = make()
+    if len(cache) >= _MAX_CACHED:
+        cache.clear()
+    cache[id(key)] = (key, made)
+    return made
+
+
 def _unit(u: UnitResult) -> pb.Unit:
-    return pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=_citation(u.citation))
+    return _cached(_UNITS, u, lambda: pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=_citation(u.citation)))
 
 
 def _group(g: GroupResult) -> pb.Group:
-    return pb.Group(
+    return _cached(_GROUPS, g, lambda: pb.Group(
         id=g.id, name=g.name, lead=_unit(g.lead) if g.lead else None,
         members=[_unit(m) for m in g.members], duties=g.duties, citation=_citation(g.citation),
-    )
+    ))
 
 
 def _condition(t: ConditionTrace) -> pb.Condition:
@@ -65,7 +93,9 @@ def _condition(t: ConditionTrace) -> pb.Condition:
 
 
 def _rule(r: MatchedRule) -> pb.MatchedRule:
-    return pb.MatchedRule(id=r.id, title=r.title, citation=_citation(r.citation), conditions=_condition(r.conditions) if r.conditions else None)
+    if r.conditions is not None:  # explain: conditions carry the incident's values, so never cached
+        return pb.MatchedRule(id=r.id, title=r.title, citation=_citation(r.citation), conditions=_condition(r.conditions))
+    return _cached(_RULES, r, lambda: pb.MatchedRule(id=r.id, title=r.title, citation=_citation(r.citation), conditions=None))
 
 
 def summary(det: Determination) -> str:

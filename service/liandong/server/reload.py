@@ -79,6 +79,9 @@ class RulesState:
                 errors.append(exc.message)
             except OSError as exc:
                 errors.append(f"{self.rules_dir}: {exc.strerror or exc}")
+            except Exception as exc:  # a bug in loading must not end the reload without an outcome
+                log.exception("rules_reload_crashed", trigger=trigger)
+                errors.append(f"{self.rules_dir}: unexpected {type(exc).__name__} while loading: {exc}")
             ok = new is not None and not errors
             if ok and new is not None:
                 self._book = new

@@ -11,7 +11,7 @@ import grpc
 import structlog
 
 from liandong.engine.result import Determination
-from liandong.errors import LiandongError, RuleSetNotFound
+from liandong.errors import EngineFailure, LiandongError, RuleSetNotFound
 from liandong.rulebook import RuleBook
 from liandong.server import convert, status
 from liandong.server.metrics import Metrics
@@ -22,6 +22,50 @@ from liandong.v1 import liandong_pb2_grpc as pb_grpc
 log = structlog.get_logger("liandong.decisions")
 
 T = TypeVar("T")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ResponseService"].full_name
+
+
+class Undecodable:
+    """A request that protobuf could not decode (e.g. facts nested deeper than its limit of 100)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    def decode(data: bytes) -> object:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError; grpc would answer INTERNAL for it
+            return Undecodable(str(exc))
+
+    return decode
+
+
+class DecodeGuard(grpc.ServerInterceptor):
+    """Hands ResponseService an Undecodable instead of failing the call in grpc, so it answers INVALID_ARGUMENT."""
+
+    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Req, Resp] | None], handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Req, Resp] | None:
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or handler.request_deserializer is None or not method.startswith(f"/{SERVICE_NAME}/"):
+            return handler
+        guarded: grpc.RpcMethodHandler[Req, Resp] = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))  # type: ignore[attr-defined]
+        return guarded
+
+
+def _undecodable(request: object) -> None:
+    if isinstance(request, Undecodable):
+        raise status.Refusal(status.bad_request("request", f"cannot be decoded: {request.error}"))
+
+
+def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
+    """How a call that is no longer active ended: its deadline passed, or the caller cancelled it."""
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
 
 
 class Observed:
@@ -40,10 +84,11 @@ class Observed:
 
 
 class ResponseServicer(pb_grpc.ResponseServiceServicer):
-    def __init__(self, state: RulesState, metrics: Metrics, log_facts: bool = False) -> None:
+    def __init__(self, state: RulesState, metrics: Metrics, log_facts: bool = False, max_stream_requests: int = 100_000) -> None:
         self.state = state
         self.metrics = metrics
         self.log_facts = log_facts
+        self.max_stream_requests = max_stream_requests
 
     # -- plumbing ------------------------------------------------------------------------------
     def _book(self) -> RuleBook:
@@ -57,6 +102,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         """The status a failed call ends with; an unexpected failure is logged, never sent."""
         if isinstance(exc, status.Refusal):
             return exc.status
+        if isinstance(exc, EngineFailure):  # its message can quote the incident's facts: not logged
+            log.error("engine_failure", method=method, ruleset=exc.ruleset, cause=type(exc.__cause__).__name__)
         if isinstance(exc, LiandongError):
             return status.to_status(exc)
         log.exception("internal_error", method=method)
@@ -74,7 +121,10 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         finally:
             obs.finish()
 
-    def _determine(self, book: RuleBook, request: pb.DetermineRequest) -> pb.Determination:
+    def _determine(self, book: RuleBook, request: pb.DetermineRequest, context: grpc.ServicerContext | None = None) -> pb.Determination:
+        _undecodable(request)
+        if context is not None and not context.is_active():  # its deadline passed while it waited
+            raise status.Refusal(status.plain(_ended(context), "the call ended before it was evaluated"))
         if not request.HasField("incident") or not request.incident.type:
             raise status.Refusal(status.bad_request("incident.type", "is required"))
         incident = convert.incident_from_proto(request.incident)
@@ -102,18 +152,26 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
 
     # -- RPCs ----------------------------------------------------------------------------------
     def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> pb.Determination:
-        return self._guard("Determine", context, lambda: self._determine(self._book(), request))
+        return self._guard("Determine", context, lambda: self._determine(self._book(), request, context))
 
     def DetermineStream(self, request_iterator: Iterator[pb.DetermineRequest], context: grpc.ServicerContext) -> Iterator[pb.Determination]:
         obs = Observed(self.metrics, "DetermineStream")
         failure: grpc.Status | None = None
         try:
             book = self._book()  # the whole stream answers from one snapshot
-            for request in request_iterator:
+            for count, request in enumerate(request_iterator, 1):
+                if not context.is_active():  # deadline passed or caller gone: evaluate nothing more
+                    obs.code = _ended(context)
+                    return
+                if count > self.max_stream_requests:
+                    raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
                 yield self._determine(book, request)
+        except GeneratorExit:  # grpc closed the stream at a yield: the call ended
+            obs.code = _ended(context)
+            raise
         except Exception as exc:
             if not context.is_active():
-                obs.code = grpc.StatusCode.CANCELLED  # the caller went away
+                obs.code = _ended(context)  # the caller went away or its deadline passed
             else:
                 failure = self._refusal(exc, "DetermineStream")
                 obs.code = failure.code
@@ -127,6 +185,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
 
     def GetRuleSet(self, request: pb.GetRuleSetRequest, context: grpc.ServicerContext) -> pb.RuleSet:
         def get() -> pb.RuleSet:
+            _undecodable(request)
             book = self._book()
             if not request.ruleset:
                 raise status.Refusal(status.bad_request("ruleset", "is required"))

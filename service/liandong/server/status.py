@@ -33,6 +33,22 @@ def code_for(error: LiandongError) -> grpc.StatusCode:
     return next(code for cls, code in STATUS_TABLE if isinstance(error, cls))
 
 
+# A status travels in trailers (grpc-message percent-encoded, the details base64-encoded); clients
+# refuse trailers over 8 KiB and fail the call with RESOURCE_EXHAUSTED instead, losing the error.
+# So both are bounded: a thousand violations, or a 100 KB incident type, still arrive as themselves.
+MAX_MESSAGE_BYTES = 1024
+MAX_DETAILS_BYTES = 2048
+MAX_TEXT_BYTES = 256  # one field name, description or resource name in the details
+
+
+def clip(text: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """The text cut to at most `limit` bytes of UTF-8, marked when cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 16].decode("utf-8", "ignore") + " … (truncated)"
+
+
 def _pack(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)  # type: ignore[arg-type]
@@ -44,19 +60,22 @@ def _details(error: LiandongError) -> list[any_pb2.Any]:
     if isinstance(error, InvalidIncident):
         bad = error_details_pb2.BadRequest()
         for v in error.violations:
-            bad.field_violations.add(field=f"incident.facts.{v.field}", description=v.description, reason=v.reason)
+            bad.field_violations.add(field=clip(f"incident.facts.{v.field}"), description=clip(v.description), reason=v.reason)
+            if bad.ByteSize() > MAX_DETAILS_BYTES:  # the rest are counted in the message
+                del bad.field_violations[-1]
+                break
         details.append(_pack(bad))
     elif isinstance(error, UnknownIncidentType):
         bad = error_details_pb2.BadRequest()
-        bad.field_violations.add(field="incident.type", description=error.message, reason="unknown_incident_type")
+        bad.field_violations.add(field="incident.type", description=clip(error.message), reason="unknown_incident_type")
         details.append(_pack(bad))
     elif isinstance(error, AmbiguousIncidentType):
         failure = error_details_pb2.PreconditionFailure()
         for name in error.candidates:
-            failure.violations.add(type="RULESET_AMBIGUOUS", subject=name, description=error.message)
+            failure.violations.add(type="RULESET_AMBIGUOUS", subject=name, description=clip(error.message))
         details.append(_pack(failure))
     elif isinstance(error, RuleSetNotFound):
-        info = error_details_pb2.ResourceInfo(resource_type="liandong.v1.RuleSet", resource_name=error.ruleset, description=error.message)
+        info = error_details_pb2.ResourceInfo(resource_type="liandong.v1.RuleSet", resource_name=clip(error.ruleset), description=clip(error.message))
         details.append(_pack(info))
     return details
 
@@ -69,16 +88,27 @@ def to_status(error: LiandongError) -> grpc.Status:
         message = "the rules engine failed; the incident was not evaluated"
     if error.suggestion and not isinstance(error, EngineFailure):
         message += f" (did you mean '{error.suggestion}'?)"
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=_details(error))
+    details = _details(error)
+    if isinstance(error, InvalidIncident):
+        listed = sum(len(_unpack_bad(d).field_violations) for d in details)
+        if listed < len(error.violations):
+            message = clip(message, MAX_MESSAGE_BYTES - 64) + f" [{listed} of {len(error.violations)} violations in the details]"
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=clip(message, MAX_MESSAGE_BYTES), details=details)
     result: grpc.Status = rpc_status.to_status(status)
     return result
+
+
+def _unpack_bad(detail: any_pb2.Any) -> error_details_pb2.BadRequest:
+    bad = error_details_pb2.BadRequest()
+    detail.Unpack(bad)
+    return bad
 
 
 def bad_request(field: str, description: str) -> grpc.Status:
     """INVALID_ARGUMENT for a malformed request (not about the facts), with its field violation."""
     bad = error_details_pb2.BadRequest()
-    bad.field_violations.add(field=field, description=description, reason="invalid")
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=f"{field}: {description}", details=[_pack(bad)])
+    bad.field_violations.add(field=field, description=clip(description), reason="invalid")
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=clip(f"{field}: {description}", MAX_MESSAGE_BYTES), details=[_pack(bad)])
     result: grpc.Status = rpc_status.to_status(status)
     return result
 
