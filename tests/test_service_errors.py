@@ -202,7 +202,6 @@ def test_request_without_incident_is_invalid_argument(stub: pb_grpc.ResponseServ
         assert got.code == grpc.StatusCode.INVALID_ARGUMENT and [v[0] for v in got.violations] == ["incident.type"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: client.to_exception builds UnknownIncidentType('', ()): the exception's incident_type and known types are empty although the caller sent the type")
 def test_client_unknown_type_names_the_type(server: Service) -> None:
     """The client's UnknownIncidentType carries the incident type the caller sent."""
     with Client(target(server), timeout=10) as client:
@@ -211,7 +210,6 @@ def test_client_unknown_type_names_the_type(server: Service) -> None:
     assert caught.value.incident_type == "fir"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: client.to_exception ignores the server's ResourceInfo: RuleSetNotFound.ruleset is empty unless the caller named the rule set")
 def test_client_not_found_names_the_rule_set(server: Service) -> None:
     """The client's RuleSetNotFound for an unknown version names the rule set the server resolved the type to."""
     with Client(target(server), timeout=10) as client:

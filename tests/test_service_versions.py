@@ -198,7 +198,6 @@ def test_no_version_in_force_yet(rules_dir: Path, runtime: DurableRuntime) -> No
         assert _active_info(svc) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reload.RulesState._publish sets liandong_ruleset_active_info only at reload; it goes stale when the clock passes a newer version's effective_from")
 def test_active_version_metric_follows_the_clock(rules_dir: Path, runtime: DurableRuntime, hashes: dict[str, str]) -> None:
     """The active-version info metric names the version in force now, also after "now" passed a newer version's effective_from."""
     clock = Clock(dt.datetime(2024, 12, 31, 12, tzinfo=UTC))

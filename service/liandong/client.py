@@ -41,7 +41,7 @@ class ServiceError(LiandongError):
         self.status_code = code
 
 
-M = TypeVar("M", error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure)
+M = TypeVar("M", error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure, error_details_pb2.ResourceInfo)
 
 
 def _details(error: grpc.RpcError, kind: type[M]) -> list[M]:
@@ -68,26 +68,27 @@ def _candidates(error: grpc.RpcError) -> tuple[str, ...]:
     return tuple(v.subject for failure in _details(error, error_details_pb2.PreconditionFailure) for v in failure.violations)
 
 
-def to_exception(error: grpc.RpcError, ruleset: str = "") -> LiandongError:
-    """The Liandong exception for a failed call."""
+def to_exception(error: grpc.RpcError, ruleset: str = "", incident_type: str = "") -> LiandongError:
+    """The Liandong exception for a failed call; `ruleset` and `incident_type` are what was asked."""
     code: grpc.StatusCode = error.code()
     message: str = error.details() or ""
+    exc: LiandongError
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         violations = _violations(error)
         if any(v.reason == "unknown_incident_type" for v in violations):
-            unknown = UnknownIncidentType("", ())
-            unknown.message = message
-            return unknown
-        exc = InvalidIncident(ruleset, violations)
-        exc.message = message
-        return exc
-    if code == grpc.StatusCode.NOT_FOUND:
-        return RuleSetNotFound(message, ruleset=ruleset)
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        ambiguous = AmbiguousIncidentType("", _candidates(error))
-        ambiguous.message = message
-        return ambiguous
-    return ServiceError(code, message)
+            exc = UnknownIncidentType(incident_type, ())
+        else:
+            exc = InvalidIncident(ruleset, violations)
+    elif code == grpc.StatusCode.NOT_FOUND:
+        # The server names the rule set it resolved, also when the caller named only a type.
+        named = [info.resource_name for info in _details(error, error_details_pb2.ResourceInfo) if info.resource_name]
+        exc = RuleSetNotFound(message, ruleset=named[0] if named else ruleset)
+    elif code == grpc.StatusCode.FAILED_PRECONDITION:
+        exc = AmbiguousIncidentType(incident_type, _candidates(error))
+    else:
+        return ServiceError(code, message)
+    exc.message = message  # the server's words, which may say more than the local default
+    return exc
 
 
 class Client:
@@ -121,7 +122,7 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, fn: Callable[[float], T], ruleset: str = "") -> T:
+    def _call(self, fn: Callable[[float], T], ruleset: str = "", incident_type: str = "") -> T:
         attempt = 0
         while True:
             try:
@@ -132,7 +133,7 @@ class Client:
                     time.sleep(self.backoff * (2**attempt))
                     attempt += 1
                     continue
-                raise to_exception(error, ruleset) from None
+                raise to_exception(error, ruleset, incident_type) from None
 
     @staticmethod
     def request(
@@ -156,7 +157,7 @@ class Client:
     def determine(self, incident_type: str, facts: Mapping[str, object], **kwargs: object) -> pb.Determination:
         """What the plan in force requires for one incident (see `request` for the options)."""
         req = self.request(incident_type, facts, **kwargs)  # type: ignore[arg-type]
-        result: pb.Determination = self._call(lambda t: self._stub.Determine(req, timeout=t), req.ruleset)
+        result: pb.Determination = self._call(lambda t: self._stub.Determine(req, timeout=t), req.ruleset, req.incident.type)
         return result
 
     def determine_many(self, requests: Iterable[pb.DetermineRequest], timeout: float | None = None) -> Iterator[pb.Determination]:

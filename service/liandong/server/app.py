@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.admin import AdminServicer
 from liandong.server.config import Config
-from liandong.server.metrics import Metrics
+from liandong.server.metrics import ActiveVersionCollector, Metrics
 from liandong.server.reload import RulesState
 from liandong.server.servicer import DecodeGuard, ResponseServicer
 from liandong.server.tls import TLSError, server_credentials
@@ -55,6 +55,7 @@ class Service:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.state = RulesState(config.rules_dir, runtime or DurableRuntime(), self.metrics, config.run_fixtures_on_reload)
+        self.registry.register(ActiveVersionCollector(self.state.active_versions))
         self.health = health.HealthServicer()
         self.port = 0
         self.metrics_port = 0
@@ -111,6 +112,8 @@ class Service:
         self._server = server
         server.start()
         log.info("listening", address=c.listen, port=self.port, metrics_port=self.metrics_port, admin=bool(c.admin_token), tls="mutual" if c.tls_client_ca else "on" if credentials else "off", config=c.redacted())
+        # Fingerprint before the first load: an edit landing while it runs must count as a change.
+        seen = _fingerprint(c.rules_dir) if c.watch else ()
         outcome = self.state.reload("startup")
         if not outcome.ok:
             self.stop(0)
@@ -118,14 +121,13 @@ class Service:
             raise StartupError(f"no valid rules to serve from {c.rules_dir}:\n{shown}")
         self._set_health(True)
         if c.watch:
-            self._watcher = threading.Thread(target=self._watch, name="rules-watch", daemon=True)
+            self._watcher = threading.Thread(target=self._watch, args=(seen,), name="rules-watch", daemon=True)
             self._watcher.start()
 
     def reload(self, trigger: str) -> None:
         self.state.reload(trigger)
 
-    def _watch(self) -> None:
-        seen = _fingerprint(self.config.rules_dir)
+    def _watch(self, seen: tuple[tuple[str, int, int], ...]) -> None:
         while not self._stopping.wait(self.config.watch_interval):
             now = _fingerprint(self.config.rules_dir)
             if now != seen:
@@ -156,23 +158,33 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     `on_ready` is called once the service is SERVING and its signal handlers are set (workers.py
     uses it to tell the supervisor)."""
     service = Service(config)
-    try:
-        service.start()
-    except StartupError as exc:
-        log.error("startup_failed", error=str(exc))
-        return 1
     done = threading.Event()
+    ready = threading.Event()
+    hup_pending = threading.Event()
 
+    # Handlers go in before the first load, which can take a while: a SIGHUP then reloads once the
+    # service is up, and a SIGTERM stops it as soon as the load ends, instead of killing the process.
     def on_term(signum: int, frame: FrameType | None) -> None:
         log.info("signal", signal=signal.Signals(signum).name)
         done.set()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
+        if not ready.is_set():
+            hup_pending.set()
+            return
         threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+    try:
+        service.start()
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))
+        return 1
+    ready.set()
+    if hup_pending.is_set():
+        threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
     if on_ready is not None:
         on_ready(service)
     while not done.wait(0.5):

@@ -6,7 +6,11 @@ rule ids come only from loaded documents, never from what a caller sends.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 RPC_REQUESTS = "liandong_rpc_requests"  # _total is added by the client library
 RPC_DURATION = "liandong_rpc_duration_seconds"
@@ -15,7 +19,7 @@ RULE_HITS = "liandong_rule_hits"
 EVALUATION_DURATION = "liandong_evaluation_duration_seconds"
 RELOADS = "liandong_reloads"
 LAST_RELOAD_SUCCESS = "liandong_last_reload_success_timestamp_seconds"
-RULESET_ACTIVE = "liandong_ruleset_active"  # _info is added by convention below
+RULESET_ACTIVE = "liandong_ruleset_active_info"
 SERVING = "liandong_serving"
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -31,5 +35,24 @@ class Metrics:
         self.evaluation_duration = Histogram(EVALUATION_DURATION, "Rule evaluation latency (validation, durable-rules, combining), without RPC overhead", ["ruleset"], buckets=LATENCY_BUCKETS, registry=registry)
         self.reloads = Counter(RELOADS, "Rule reloads by outcome (success, failure) and trigger", ["outcome", "trigger"], registry=registry)
         self.last_reload_success = Gauge(LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry)
-        self.ruleset_active = Gauge(RULESET_ACTIVE + "_info", "The version of each rule set in force now (value 1)", ["ruleset", "version", "content_hash"], registry=registry)
         self.serving = Gauge(SERVING, "1 while the service answers, 0 while loading or draining", registry=registry)
+
+
+ActiveVersions = Callable[[], list[tuple[str, str, str]]]
+
+
+class ActiveVersionCollector(Collector):
+    """The version of each rule set in force now, worked out at scrape time.
+
+    Which version is in force changes with the clock (effective_from), not only on reload, so a
+    gauge set at reload would go stale.
+    """
+
+    def __init__(self, active: ActiveVersions) -> None:
+        self._active = active  # -> [(ruleset, version, content_hash)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(RULESET_ACTIVE, "The version of each rule set in force now (value 1)", labels=["ruleset", "version", "content_hash"])
+        for ruleset, version, digest in self._active():
+            family.add_metric([ruleset, version, digest[:16]], 1)
+        yield family

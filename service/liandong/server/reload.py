@@ -86,7 +86,6 @@ class RulesState:
             if ok and new is not None:
                 self._book = new
                 self.last_success_at = self._clock()
-                self._publish(new)
             outcome = ReloadOutcome(ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed)
             self.last = outcome
             self.metrics.reloads.labels(outcome="success" if ok else "failure", trigger=trigger).inc()
@@ -97,12 +96,14 @@ class RulesState:
                 log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._book is not None)
             return outcome
 
-    def _publish(self, book: RuleBook) -> None:
-        gauge = self.metrics.ruleset_active
-        gauge.clear()
-        for name in book.rulesets():
+    def active_versions(self) -> list[tuple[str, str, str]]:
+        """(rule set, version, content hash) in force now, for each rule set serving."""
+        book = self._book
+        out = []
+        for name in book.rulesets() if book is not None else ():
             try:
-                active = book.active(name)
+                active = book.active(name)  # type: ignore[union-attr]
             except LiandongError:
-                continue  # no version in force today: nothing to publish
-            gauge.labels(ruleset=name, version=active.document.version, content_hash=active.document.content_hash[:16]).set(1)
+                continue  # no version in force today
+            out.append((name, active.document.version, active.document.content_hash))
+        return out

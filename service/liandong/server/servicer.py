@@ -166,6 +166,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                 if count > self.max_stream_requests:
                     raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
                 yield self._determine(book, request)
+            if not context.is_active():  # a cancel can also end the request iterator quietly
+                obs.code = _ended(context)
         except GeneratorExit:  # grpc closed the stream at a yield: the call ended
             obs.code = _ended(context)
             raise
