@@ -29,6 +29,9 @@ def load_cases(name: str) -> list[dict[str, object]]:
     return cases
 
 
+pytest_plugins = ["service_support"]  # `server` and `stub` for modules that define `rules_dir`
+
+
 @pytest.fixture(scope="session")
 def runtime() -> DurableRuntime:
     """One durable-rules host for the whole run, as in the service."""

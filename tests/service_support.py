@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 import yaml
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -221,6 +222,24 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 # -- `liandong serve` as a subprocess --------------------------------------------------------------
+def log_events(text: str) -> list[dict[str, object]]:
+    """The JSON log lines of a `liandong serve` process, skipping anything else it printed."""
+    out = []
+    for line in text.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out
+
+
+def find_event(events: list[dict[str, object]], name: str, **match: object) -> dict[str, object] | None:
+    """The first event called `name` whose fields include `match`."""
+    return next((e for e in events if e.get("event") == name and all(e.get(k) == v for k, v in match.items())), None)
+
+
 def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> bool:
     """Poll predicate() until it is true or timeout seconds pass; returns its last truth."""
     deadline = time.monotonic() + timeout
@@ -246,18 +265,10 @@ class ServeProcess:
         self.port = 0
 
     def events(self) -> list[dict[str, object]]:
-        out = []
-        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-        return out
+        return log_events(self.log_path.read_text(encoding="utf-8", errors="replace"))
 
     def event(self, name: str, **match: object) -> dict[str, object] | None:
-        return next((e for e in self.events() if e.get("event") == name and all(e.get(k) == v for k, v in match.items())), None)
+        return find_event(self.events(), name, **match)
 
     def wait_listening(self, timeout: float = 20.0) -> int:
         """The port from the `listening` line, once health says SERVING."""
@@ -303,3 +314,18 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._log.close()
+
+
+# -- fixtures for modules that define `rules_dir` (registered in tests/conftest.py) ---------------
+@pytest.fixture(scope="module")
+def server(rules_dir: Path, runtime: DurableRuntime) -> Iterator[Service]:
+    """A service on a free loopback port over the module's rules directory, without metrics."""
+    with running(rules_dir, runtime, metrics_listen="") as svc:
+        yield svc
+
+
+@pytest.fixture(scope="module")
+def stub(server: Service) -> Iterator[pb_grpc.ResponseServiceStub]:
+    """A raw ResponseService stub on that service."""
+    with channel(target(server)) as ch:
+        yield pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from liandong.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
-from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
-from service_support import LOOPBACK, canonical_hash, copy_bundled, copy_demo, running, target
+from service_support import LOOPBACK, canonical_hash, copy_bundled, copy_demo, target
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +19,6 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy_bundled(root, "fire-linkage")
     copy_demo(root)
     return root
-
-
-@pytest.fixture(scope="module")
-def server(rules_dir: Path, runtime: DurableRuntime) -> Iterator[Service]:
-    with running(rules_dir, runtime, metrics_listen="") as svc:
-        yield svc
 
 
 def test_determine_prints_a_readable_determination(server: Service, capsys: pytest.CaptureFixture[str]) -> None:

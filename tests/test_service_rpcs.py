@@ -12,11 +12,10 @@ import grpc
 import pytest
 
 from liandong.client import Client, InvalidIncident, RuleSetNotFound
-from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import canonical_hash, channel, copy_bundled, copy_demo, details, request, running, target, write_quiet
+from service_support import canonical_hash, copy_bundled, copy_demo, details, request, target, write_quiet
 
 FIRE_GROUPS = ["combat", "experts", "communications", "logistics", "publicity"]
 
@@ -28,18 +27,6 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy_demo(root)
     write_quiet(root)
     return root
-
-
-@pytest.fixture(scope="module")
-def server(rules_dir: Path, runtime: DurableRuntime) -> Iterator[Service]:
-    with running(rules_dir, runtime, metrics_listen="") as svc:
-        yield svc
-
-
-@pytest.fixture(scope="module")
-def stub(server: Service) -> Iterator[pb_grpc.ResponseServiceStub]:
-    with channel(target(server)) as ch:
-        yield pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import canonical_hash, channel, copy_demo, details, edit, make_config, request, running, target
+from service_support import canonical_hash, copy_demo, details, edit, make_config, request, target
 
 UTC = dt.timezone.utc
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -42,18 +42,6 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def hashes(rules_dir: Path) -> dict[str, str]:
     return {v: canonical_hash(rules_dir / "demo" / f"{v}.yaml") for v in ("2024.1", "2025.1")}
-
-
-@pytest.fixture(scope="module")
-def server(rules_dir: Path, runtime: DurableRuntime) -> Iterator[Service]:
-    with running(rules_dir, runtime, metrics_listen="") as svc:
-        yield svc
-
-
-@pytest.fixture(scope="module")
-def stub(server: Service) -> Iterator[pb_grpc.ResponseServiceStub]:
-    with channel(target(server)) as ch:
-        yield pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
 
 
 def _at(moment: dt.datetime | None, version: str = "") -> pb.DetermineRequest:

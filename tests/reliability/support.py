@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -17,8 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from service_support import find_event, log_events, scrape, wait_until  # shared with the e2e tests
 
 from liandong.engine.runtime import DurableRuntime
 from liandong.server import config
@@ -41,17 +40,6 @@ DEMO_DIR = TESTS / "data" / "rules" / "demo"
 BUNDLED = ROOT / "rules"
 ADMIN_TOKEN = "reliability-admin-token-5f0c2a9e"
 SOAK_DECISIONS = 1_000_000  # decisions the soak (soak.py, test_soak.py) makes in one process
-
-
-# -- waiting ---------------------------------------------------------------------------------------
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
-    """Poll until predicate() is true or `timeout` seconds pass; returns whether it became true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def free_port() -> int:
@@ -125,12 +113,6 @@ def bad_request_fields(error: grpc.RpcError) -> list[tuple[str, str]]:
 
 
 # -- metrics ---------------------------------------------------------------------------------------
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as response:
-        body: bytes = response.read()
-    return body.decode("utf-8")
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """The sum of the samples called `name` whose labels include `labels` (0 when none)."""
     total = 0.0
@@ -161,18 +143,10 @@ class Serve:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def events(self) -> list[dict[str, object]]:
-        out = []
-        for line in self.log().splitlines():
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-        return out
+        return log_events(self.log())
 
     def event(self, name: str, **match: object) -> dict[str, object] | None:
-        return next((e for e in self.events() if e.get("event") == name and all(e.get(k) == v for k, v in match.items())), None)
+        return find_event(self.events(), name, **match)
 
     def wait_event(self, name: str, timeout: float = 30.0, **match: object) -> dict[str, object]:
         assert wait_until(lambda: self.event(name, **match) is not None or self.proc.poll() is not None, timeout), f"no '{name}' within {timeout}s:\n{self.log()[-3000:]}"

@@ -62,6 +62,7 @@ def _citation(c: CitationResult | Citation | None) -> pb.Citation | None:
 # dropped when full.
 _MAX_CACHED = 4096
 _UNITS: dict[int, tuple[UnitResult, pb.Unit]] = {}
+_REFS: dict[int, tuple[UnitResult, pb.UnitRef]] = {}
 _GROUPS: dict[int, tuple[GroupResult, pb.Group]] = {}
 _RULES: dict[int, tuple[MatchedRule, pb.MatchedRule]] = {}
 
@@ -81,10 +82,14 @@ def _unit(u: UnitResult) -> pb.Unit:
     return _cached(_UNITS, u, lambda: pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=_citation(u.citation)))
 
 
+def _ref(u: UnitResult) -> pb.UnitRef:
+    return _cached(_REFS, u, lambda: pb.UnitRef(id=u.id, name=u.name))
+
+
 def _group(g: GroupResult) -> pb.Group:
     return _cached(_GROUPS, g, lambda: pb.Group(
-        id=g.id, name=g.name, lead=_unit(g.lead) if g.lead else None,
-        members=[_unit(m) for m in g.members], duties=g.duties, citation=_citation(g.citation),
+        id=g.id, name=g.name, lead=_ref(g.lead) if g.lead else None,
+        members=[_ref(m) for m in g.members], duties=g.duties, citation=_citation(g.citation),
     ))
 
 
@@ -132,7 +137,7 @@ def determination_to_proto(det: Determination, decision_id: str, explain: bool) 
     if det.lead:
         msg.lead_agency.CopyFrom(_unit(det.lead))
     for o in det.obligations:
-        item = msg.obligations.add(id=o.id, text=o.text, who=[_unit(w) for w in o.who], citation=_citation(o.citation))
+        item = msg.obligations.add(id=o.id, text=o.text, who=[_ref(w) for w in o.who], citation=_citation(o.citation))
         if o.within_seconds is not None:
             item.within.FromSeconds(o.within_seconds)
     if explain:
@@ -174,6 +179,7 @@ def _input(spec: InputSpec) -> pb.Input:
 
 def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active: bool) -> pb.RuleSet:
     d: RuleSetDocument = c.document
+    names = {u.id: u.name for u in d.units}
     return pb.RuleSet(
         id=d.ruleset,
         version=version_info(c, active),
@@ -182,7 +188,7 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=_citation(lv.citation)) for lv in d.levels],
         units=[pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=_citation(u.citation)) for u in d.units],
         groups=[
-            pb.Group(id=g.id, name=g.name, members=[pb.Unit(id=m) for m in g.members], lead=pb.Unit(id=g.lead) if g.lead else None, duties=g.duties, citation=_citation(g.citation))
+            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=_citation(g.citation))
             for g in d.groups
         ],
         rules=[pb.RuleInfo(id=r.id, title=r.title, citation=_citation(r.citation)) for r in d.rules],
@@ -208,6 +214,12 @@ def _rule_back(r: pb.MatchedRule) -> MatchedRule:
 
 
 def determination_from_proto(msg: pb.Determination) -> Determination:
+    units = {u.id: _unit_back(u) for u in msg.participating_units}
+
+    def ref_back(r: pb.UnitRef) -> UnitResult:
+        # Every unit a group or obligation names takes part, so its duties are in the answer.
+        return units.get(r.id) or UnitResult(r.id, r.name, "", CitationResult("", ""))
+
     level = None
     if msg.HasField("level"):
         lv = msg.level
@@ -225,12 +237,12 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
         lead=_unit_back(msg.lead_agency) if msg.HasField("lead_agency") else None,
         units=tuple(_unit_back(u) for u in msg.participating_units),
         groups=tuple(
-            GroupResult(g.id, g.name, _unit_back(g.lead) if g.HasField("lead") else None, tuple(_unit_back(m) for m in g.members), g.duties, _citation_back(g.citation))
+            GroupResult(g.id, g.name, ref_back(g.lead) if g.HasField("lead") else None, tuple(ref_back(m) for m in g.members), g.duties, _citation_back(g.citation))
             for g in msg.groups
         ),
         obligations=tuple(
             ObligationResult(
-                o.id, o.text, tuple(_unit_back(w) for w in o.who),
+                o.id, o.text, tuple(ref_back(w) for w in o.who),
                 o.within.seconds if o.HasField("within") else None,
                 _duration_text(o.within.seconds) if o.HasField("within") else "",
                 _citation_back(o.citation),

@@ -57,15 +57,22 @@ class DecodeGuard(grpc.ServerInterceptor):
         return guarded
 
 
+DEADLINE_SLACK = 0.1  # seconds: transit time between the caller's deadline and ours
+
+
 def _undecodable(request: object) -> None:
     if isinstance(request, Undecodable):
         raise status.Refusal(status.bad_request("request", f"cannot be decoded: {request.error}"))
 
 
 def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
-    """How a call that is no longer active ended: its deadline passed, or the caller cancelled it."""
+    """How a call that is no longer active ended: its deadline passed, or the caller cancelled it.
+
+    The caller's deadline fires before ours (ours starts when the request arrives), and its
+    library then cancels the call; a cancel that arrives this close to our deadline is the deadline.
+    """
     remaining = context.time_remaining()
-    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= DEADLINE_SLACK else grpc.StatusCode.CANCELLED
 
 
 class Observed:
