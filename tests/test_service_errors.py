@@ -31,18 +31,12 @@ NO_TRACE = ("Traceback", 'File "', "raise ", "Error(")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -> Iterator[Service]:
+def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fire-linkage and demo rule sets; `server` and `stub` come from service_support."""
     root = tmp_path_factory.mktemp("error-rules")
     copy_bundled(root, "fire-linkage")
     copy_demo(root)
-    with running(root, runtime, metrics_listen="") as svc:
-        yield svc
-
-
-@pytest.fixture(scope="module")
-def stub(server: Service) -> Iterator[pb_grpc.ResponseServiceStub]:
-    with channel(target(server)) as ch:
-        yield pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
+    return root
 
 
 def _request(case: dict[str, Any]) -> pb.DetermineRequest:
