@@ -156,7 +156,10 @@ def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
         raise UsageError(str(exc)) from None
 
 
-def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+def _add_connection_flags(parser: argparse.ArgumentParser, target: str) -> None:
+    """How a client command reaches the service: address, deadline, TLS."""
+    parser.add_argument("--target", default=target, help=f"server address (default {target})")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
     parser.add_argument("--tls-ca", default="", help="connect over TLS, trusting this PEM CA file")
     parser.add_argument("--tls-cert", default="", help="PEM client certificate (mutual TLS)")
     parser.add_argument("--tls-key", default="", help="PEM key of --tls-cert")
@@ -266,15 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     determine.add_argument("--version", default="", help="pin a version")
     determine.add_argument("--explain", action="store_true", help="show each rule's conditions with the values")
     determine.add_argument("--json", action="store_true", help="print the answer as JSON")
-    determine.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
-    determine.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
-    _add_tls_flags(determine)
+    _add_connection_flags(determine, defaults.listen)
     determine.set_defaults(func=cmd_determine)
 
     rulesets = sub.add_parser("rulesets", help="list the rule sets a running service has loaded")
-    rulesets.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
-    rulesets.add_argument("--timeout", type=float, default=5.0, help="seconds per call")
-    _add_tls_flags(rulesets)
+    _add_connection_flags(rulesets, defaults.listen)
     rulesets.set_defaults(func=cmd_rulesets)
     return parser
 

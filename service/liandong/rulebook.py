@@ -109,4 +109,4 @@ def evaluate(runtime: DurableRuntime, compiled: CompiledRuleSet, incident: Incid
     doc = compiled.document
     facts = descriptor.normalize(doc, incident.facts)
     fired = runtime.fire(compiled.name, {**facts, **descriptor.presence_flags(doc, facts)})
-    return combine(doc, incident, facts, fired, explain)
+    return combine(compiled.answers, incident, facts, fired, explain)

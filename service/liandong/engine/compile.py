@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from liandong.document.model import AllOf, AnyOf, Comparison, Condition, InputRef, Not, RuleSetDocument
 from liandong.document.words import NEGATION
+from liandong.engine.combine import Prepared
 from liandong.engine.descriptor import PRESENT_PREFIX
 
 Json = dict[str, object]
@@ -33,6 +34,7 @@ class CompiledRuleSet:
     document: RuleSetDocument
     name: str  # unique per version and content, since durable-rules cannot replace a ruleset
     rules: dict[str, Json]  # durable-rules rule name -> definition (without the action)
+    answers: Prepared  # the document's answer pieces, shared by every evaluation
 
 
 def durable_name(doc: RuleSetDocument) -> str:
@@ -43,7 +45,7 @@ def compile_document(doc: RuleSetDocument) -> CompiledRuleSet:
     optional = frozenset(spec.name for spec in doc.inputs if spec.optional)
     rules: dict[str, Json] = {rule.id: {"all": [{"m": _expr(rule.when, False, optional)}]} for rule in doc.rules}
     rules[ANCHOR_RULE] = {"all": [{"m": {ANCHOR_FIELD: True}}]}
-    return CompiledRuleSet(doc, durable_name(doc), rules)
+    return CompiledRuleSet(doc, durable_name(doc), rules, Prepared(doc))
 
 
 def _expr(cond: Condition, negate: bool, optional: frozenset[str]) -> Json:

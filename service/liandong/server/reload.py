@@ -99,10 +99,12 @@ class RulesState:
     def active_versions(self) -> list[tuple[str, str, str]]:
         """(rule set, version, content hash) in force now, for each rule set serving."""
         book = self._book
+        if book is None:
+            return []
         out = []
-        for name in book.rulesets() if book is not None else ():
+        for name in book.rulesets():
             try:
-                active = book.active(name)  # type: ignore[union-attr]
+                active = book.active(name)
             except LiandongError:
                 continue  # no version in force today
             out.append((name, active.document.version, active.document.content_hash))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -49,14 +50,19 @@ def clip(text: str, limit: int = MAX_TEXT_BYTES) -> str:
     return data[: limit - 16].decode("utf-8", "ignore") + " … (truncated)"
 
 
-def _pack(message: object) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
+    packed.Pack(message)
     return packed
 
 
-def _details(error: LiandongError) -> list[any_pb2.Any]:
-    details: list[any_pb2.Any] = []
+def _make(code: grpc.StatusCode, message: str, details: list[Message] | None = None) -> grpc.Status:
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=clip(message, MAX_MESSAGE_BYTES), details=[_pack(d) for d in details or ()])
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def _details(error: LiandongError) -> list[Message]:
     if isinstance(error, InvalidIncident):
         bad = error_details_pb2.BadRequest()
         for v in error.violations:
@@ -64,25 +70,23 @@ def _details(error: LiandongError) -> list[any_pb2.Any]:
             if bad.ByteSize() > MAX_DETAILS_BYTES:  # the rest are counted in the message
                 del bad.field_violations[-1]
                 break
-        details.append(_pack(bad))
-    elif isinstance(error, UnknownIncidentType):
+        return [bad]
+    if isinstance(error, UnknownIncidentType):
         bad = error_details_pb2.BadRequest()
         bad.field_violations.add(field="incident.type", description=clip(error.message), reason="unknown_incident_type")
-        details.append(_pack(bad))
-    elif isinstance(error, AmbiguousIncidentType):
+        return [bad]
+    if isinstance(error, AmbiguousIncidentType):
         failure = error_details_pb2.PreconditionFailure()
         for name in error.candidates:
             failure.violations.add(type="RULESET_AMBIGUOUS", subject=name, description=clip(error.message))
-        details.append(_pack(failure))
-    elif isinstance(error, RuleSetNotFound):
-        info = error_details_pb2.ResourceInfo(resource_type="liandong.v1.RuleSet", resource_name=clip(error.ruleset), description=clip(error.message))
-        details.append(_pack(info))
-    return details
+        return [failure]
+    if isinstance(error, RuleSetNotFound):
+        return [error_details_pb2.ResourceInfo(resource_type="liandong.v1.RuleSet", resource_name=clip(error.ruleset), description=clip(error.message))]
+    return []
 
 
 def to_status(error: LiandongError) -> grpc.Status:
     """A gRPC status for the error: its code, a one-line message (never a stack trace), details."""
-    code = code_for(error)
     message = error.message
     if isinstance(error, EngineFailure):
         message = "the rules engine failed; the incident was not evaluated"
@@ -90,34 +94,22 @@ def to_status(error: LiandongError) -> grpc.Status:
         message += f" (did you mean '{error.suggestion}'?)"
     details = _details(error)
     if isinstance(error, InvalidIncident):
-        listed = sum(len(_unpack_bad(d).field_violations) for d in details)
+        listed = len(details[0].field_violations)  # type: ignore[attr-defined]
         if listed < len(error.violations):
             message = clip(message, MAX_MESSAGE_BYTES - 64) + f" [{listed} of {len(error.violations)} violations in the details]"
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=clip(message, MAX_MESSAGE_BYTES), details=details)
-    result: grpc.Status = rpc_status.to_status(status)
-    return result
-
-
-def _unpack_bad(detail: any_pb2.Any) -> error_details_pb2.BadRequest:
-    bad = error_details_pb2.BadRequest()
-    detail.Unpack(bad)
-    return bad
+    return _make(code_for(error), message, details)
 
 
 def bad_request(field: str, description: str) -> grpc.Status:
     """INVALID_ARGUMENT for a malformed request (not about the facts), with its field violation."""
     bad = error_details_pb2.BadRequest()
     bad.field_violations.add(field=field, description=clip(description), reason="invalid")
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=clip(f"{field}: {description}", MAX_MESSAGE_BYTES), details=[_pack(bad)])
-    result: grpc.Status = rpc_status.to_status(status)
-    return result
+    return _make(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}", [bad])
 
 
 def plain(code: grpc.StatusCode, message: str) -> grpc.Status:
     """A status with a code and message and no details."""
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
-    result: grpc.Status = rpc_status.to_status(status)
-    return result
+    return _make(code, message)
 
 
 class Refusal(Exception):
