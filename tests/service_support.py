@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +155,26 @@ def request(incident_type: str, facts: Mapping[str, object] | None = None, *, in
     req.incident.type = incident_type
     req.incident.facts.update(dict(facts or {}))
     return req
+
+
+def batches(requests: Iterable[pb.DetermineRequest], size: int = 1) -> Iterator[pb.DetermineStreamRequest]:
+    """DetermineStream messages of up to `size` requests, built lazily: each is handed to grpc once
+    full or once the requests run out, so a generator that waits between requests (size 1) holds
+    the stream open with its earlier requests already sent."""
+    batch: list[pb.DetermineRequest] = []
+    for req in requests:
+        batch.append(req)
+        if len(batch) >= size:
+            yield pb.DetermineStreamRequest(requests=batch)
+            batch = []
+    if batch:
+        yield pb.DetermineStreamRequest(requests=batch)
+
+
+def answers_of(responses: Iterable[pb.DetermineStreamResponse]) -> Iterator[pb.Determination]:
+    """The answers of DetermineStream's response messages, one by one, as the messages arrive."""
+    for response in responses:
+        yield from response.determinations
 
 
 def health_status(ch: grpc.Channel, service: str = "") -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import Details, channel, copy_bundled, copy_demo, details, request, running, sample, target
+from service_support import Details, answers_of, batches, channel, copy_bundled, copy_demo, details, request, running, sample, target
 
 CASES = load_cases("service_errors.yaml")
 CLIENT_ERRORS: dict[str, type[errors.LiandongError]] = {
@@ -69,13 +70,13 @@ def test_determine_refusal(stub: pb_grpc.ResponseServiceStub, case: dict[str, An
 
 @pytest.mark.parametrize("case", CASES, ids=[c["note"] for c in CASES])
 def test_stream_refusal(stub: pb_grpc.ResponseServiceStub, case: dict[str, Any]) -> None:
-    """DetermineStream ends with the same status and details as Determine for the same refused request, after the answer before it."""
+    """DetermineStream ends with the same status and details as Determine for the same refused request, after the answer before it in its batch."""
     good = request("demo", {"deaths": 1}, incident_id="good")
-    answers: list[str] = []
+    answered: list[str] = []
     with pytest.raises(grpc.RpcError) as caught:
-        for answer in stub.DetermineStream(iter([good, _request(case)]), timeout=10):
-            answers.append(answer.incident_id)
-    assert answers == ["good"]
+        for answer in answers_of(stub.DetermineStream(batches([good, _request(case)], size=2), timeout=10)):
+            answered.append(answer.incident_id)
+    assert answered == ["good"]
     _check(details(caught.value), case["want"])
 
 
@@ -134,7 +135,7 @@ def test_client_ambiguous_incident_type_names_candidates(ambiguous: Service) -> 
 
 # -- failures the caller did not cause -------------------------------------------------------------------
 class _Exploding:
-    """A rule book whose determine fails unexpectedly, with a message that looks like a stack trace."""
+    """A rule book that fails unexpectedly when asked for an answer, with a message that looks like a stack trace."""
 
     def __init__(self, real: object) -> None:
         self._real = real
@@ -145,18 +146,22 @@ class _Exploding:
     def determine(self, *args: object, **kwargs: object) -> object:
         raise RuntimeError('Traceback (most recent call last):\n  File "/secret/path.py", line 1, in boom')
 
+    select = determine  # the service picks the version with select, then evaluates it
+
 
 def test_unexpected_failure_is_internal_without_details(tmp_path: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected server failure is INTERNAL with a fixed message; the exception goes to the log, never to the caller."""
     copy_demo(tmp_path)
     with running(tmp_path, runtime, metrics_listen="") as svc, channel(target(svc)) as ch:
-        monkeypatch.setattr(svc.state, "_book", _Exploding(svc.state.book))
+        serving = svc.state.serving
+        assert serving is not None
+        monkeypatch.setattr(svc.state, "_serving", dataclasses.replace(serving, book=_Exploding(serving.book)))
         stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
         with structlog.testing.capture_logs() as logs:
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Determine(request("demo", {"deaths": 3}), timeout=10)
             with pytest.raises(grpc.RpcError) as caught_stream:
-                list(stub.DetermineStream(iter([request("demo", {"deaths": 3})]), timeout=10))
+                list(stub.DetermineStream(batches([request("demo", {"deaths": 3})]), timeout=10))
         for error in (caught.value, caught_stream.value):
             got = details(error)
             assert got.code == grpc.StatusCode.INTERNAL
@@ -190,7 +195,7 @@ def test_request_without_incident_is_invalid_argument(stub: pb_grpc.ResponseServ
     with pytest.raises(grpc.RpcError) as caught:
         stub.Determine(pb.DetermineRequest(ruleset="demo"), timeout=10)
     with pytest.raises(grpc.RpcError) as caught_stream:
-        list(stub.DetermineStream(iter([pb.DetermineRequest()]), timeout=10))
+        list(stub.DetermineStream(batches([pb.DetermineRequest()]), timeout=10))
     for error in (caught.value, caught_stream.value):
         got = details(error)
         assert got.code == grpc.StatusCode.INVALID_ARGUMENT and [v[0] for v in got.violations] == ["incident.type"]

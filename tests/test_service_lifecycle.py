@@ -20,6 +20,7 @@ from liandong.client import Client, ServiceError
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service, StartupError
 from liandong.server.reload import ReloadOutcome
+from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from service_support import (
     ADMIN_SERVICE,
@@ -29,6 +30,8 @@ from service_support import (
     RESPONSE_SERVICE,
     SERVING,
     ServeProcess,
+    answers_of,
+    batches,
     channel,
     copy_demo,
     details,
@@ -249,7 +252,7 @@ def test_sigterm_drains_in_flight_stream_and_exits_zero(tmp_path: Path) -> None:
             stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
             release = threading.Event()
 
-            def incidents() -> Iterator[object]:
+            def incidents() -> Iterator[pb.DetermineRequest]:
                 for n in range(60):
                     yield request("demo", {"deaths": n % 12}, incident_id=f"n{n}")
                 release.wait(20)
@@ -258,11 +261,11 @@ def test_sigterm_drains_in_flight_stream_and_exits_zero(tmp_path: Path) -> None:
 
             answers: list[str] = []
             outcome: list[object] = []
-            call = stub.DetermineStream(incidents(), timeout=40)
+            call = stub.DetermineStream(batches(incidents()), timeout=40)  # one request per message
 
             def consume() -> None:
                 try:
-                    for answer in call:
+                    for answer in answers_of(call):
                         answers.append(answer.incident_id)
                     outcome.append(call.code())
                 except grpc.RpcError as exc:

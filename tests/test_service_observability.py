@@ -18,7 +18,7 @@ from liandong.server import metrics as names
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import canonical_hash, channel, copy_demo, request, running, sample, samples, scrape, target, value, wait_until, write_quiet
+from service_support import answers_of, batches, canonical_hash, channel, copy_demo, request, running, sample, samples, scrape, target, value, wait_until, write_quiet
 
 
 @dataclass
@@ -56,8 +56,8 @@ def test_request_counts_and_latency_by_method_and_code(observed: Observed) -> No
     stub.Determine(request("demo", {"deaths": 1}), timeout=10)
     stub.Determine(request("demo", {"deaths": 5}), timeout=10)
     assert _refused(lambda: stub.Determine(request("demo", {"deaths": -5}), timeout=10)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(list(stub.DetermineStream(iter([request("demo", {"deaths": n}) for n in range(3)]), timeout=10))) == 3
-    assert _refused(lambda: list(stub.DetermineStream(iter([request("demo", {}, ruleset="nope")]), timeout=10))) == grpc.StatusCode.NOT_FOUND
+    assert len(list(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": n}) for n in range(3)]), timeout=10)))) == 3
+    assert _refused(lambda: list(stub.DetermineStream(batches([request("demo", {}, ruleset="nope")]), timeout=10))) == grpc.StatusCode.NOT_FOUND
     stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=10)
     assert _refused(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version="0"), timeout=10)) == grpc.StatusCode.NOT_FOUND
     delta = {k: sample(reg, "liandong_rpc_requests_total", method=k[0], code=k[1]) - before[k] for k in keys}
@@ -76,16 +76,16 @@ def test_cancelled_stream_is_counted_as_cancelled(observed: Observed) -> None:
     before = {c: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code=c) for c in ("OK", "CANCELLED")}
     hold = threading.Event()
 
-    def incidents() -> Iterator[object]:
+    def incidents() -> Iterator[pb.DetermineRequest]:
         yield request("demo", {"deaths": 1})
         hold.wait(15)  # the caller never finishes sending: the stream can only end by the cancel
 
     def delta() -> dict[str, float]:
         return {c: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code=c) - before[c] for c in before}
 
-    call = observed.stub.DetermineStream(incidents(), timeout=20)
+    call = observed.stub.DetermineStream(batches(incidents()), timeout=20)
     try:
-        assert next(call).level.code == "IV"
+        assert next(answers_of(call)).level.code == "IV"
         call.cancel()
         assert wait_until(lambda: sum(delta().values()) >= 1, 10), delta()
     finally:
@@ -100,7 +100,7 @@ def test_decisions_by_ruleset_version_and_level(observed: Observed) -> None:
     before = {lv: sample(reg, "liandong_decisions_total", ruleset="demo", version="2024.1", level=lv) for lv in levels}
     stub.Determine(request("demo", {"deaths": 3}), timeout=10)
     stub.Determine(request("demo", {"deaths": 10}), timeout=10)
-    list(stub.DetermineStream(iter([request("demo", {"deaths": d}) for d in (0, 4, 5, 50)]), timeout=10))
+    list(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in (0, 4, 5, 50)]), timeout=10))
     _refused(lambda: stub.Determine(request("demo", {"deaths": "x"}), timeout=10))  # refused: no decision
     delta = {lv: sample(reg, "liandong_decisions_total", ruleset="demo", version="2024.1", level=lv) - before[lv] for lv in levels}
     assert delta == {"IV": 1, "III": 3, "II": 2}
@@ -125,7 +125,7 @@ def test_evaluation_latency_histogram(observed: Observed) -> None:
     """Evaluation latency is a histogram per rule set with one observation per determination, separate from RPC latency."""
     reg, stub = observed.registry, observed.stub
     before = sample(reg, "liandong_evaluation_duration_seconds_count", ruleset="demo")
-    list(stub.DetermineStream(iter([request("demo", {"deaths": n}) for n in range(7)]), timeout=10))
+    list(stub.DetermineStream(batches([request("demo", {"deaths": n}) for n in range(7)], size=3), timeout=10))
     assert sample(reg, "liandong_evaluation_duration_seconds_count", ruleset="demo") - before == 7
     text = scrape(observed.svc.metrics_port)
     assert "# TYPE liandong_evaluation_duration_seconds histogram" in text
@@ -194,7 +194,7 @@ def test_one_decision_log_line_per_determination(observed: Observed) -> None:
 def test_stream_logs_one_decision_per_answer_and_none_for_refusals(observed: Observed) -> None:
     """A stream logs one decision per answer in order; a refused request logs no decision."""
     with structlog.testing.capture_logs() as logs:
-        answers = list(observed.stub.DetermineStream(iter([request("demo", {"deaths": d}, incident_id=f"s{d}") for d in (1, 3, 10)]), timeout=10))
+        answers = list(answers_of(observed.stub.DetermineStream(batches([request("demo", {"deaths": d}, incident_id=f"s{d}") for d in (1, 3, 10)], size=2), timeout=10)))
         _refused(lambda: observed.stub.Determine(request("demo", {"deaths": -1}), timeout=10))
     decisions = [e for e in logs if e["event"] == "decision"]
     assert [(e["incident_id"], e["response_level"], e["decision_id"]) for e in decisions] == [(a.incident_id, a.level.code, a.decision_id) for a in answers]

@@ -24,10 +24,13 @@ from liandong.server.app import Service
 from liandong.server.reload import ReloadOutcome
 from liandong.v1 import admin_pb2 as apb
 from liandong.v1 import admin_pb2_grpc as apb_grpc
+from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from service_support import (
     ADMIN_TOKEN,
     ServeProcess,
+    answers_of,
+    batches,
     canonical_hash,
     channel,
     copy_bundled,
@@ -200,7 +203,7 @@ def test_in_flight_stream_finishes_on_the_version_it_started_with(served: Served
     old = canonical_hash(served.document)
     release = threading.Event()
 
-    def incidents() -> Iterator[object]:
+    def incidents() -> Iterator[pb.DetermineRequest]:
         for n in range(3):
             yield request("demo", {"deaths": n}, incident_id=f"before{n}")
         release.wait(15)
@@ -208,8 +211,8 @@ def test_in_flight_stream_finishes_on_the_version_it_started_with(served: Served
             yield request("demo", {"deaths": n}, incident_id=f"after{n}")
 
     answers: list[tuple[str, str]] = []
-    call = served.stub.DetermineStream(incidents(), timeout=30)
-    consumer = threading.Thread(target=lambda: answers.extend((a.incident_id, a.content_hash) for a in call), name="consume")
+    call = served.stub.DetermineStream(batches(incidents()), timeout=30)  # one request per message
+    consumer = threading.Thread(target=lambda: answers.extend((a.incident_id, a.content_hash) for a in answers_of(call)), name="consume")
     consumer.start()
     try:
         assert wait_until(lambda: len(answers) == 3, 10)

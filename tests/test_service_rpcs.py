@@ -15,7 +15,7 @@ from liandong.client import Client, InvalidIncident, RuleSetNotFound
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import canonical_hash, copy_bundled, copy_demo, details, request, target, write_quiet
+from service_support import answers_of, batches, canonical_hash, copy_bundled, copy_demo, details, request, target, write_quiet
 
 FIRE_GROUPS = ["combat", "experts", "communications", "logistics", "publicity"]
 
@@ -119,10 +119,10 @@ def _expected_level(deaths: int) -> str:
 
 
 def test_stream_answers_200_incidents_in_request_order(stub: pb_grpc.ResponseServiceStub) -> None:
-    """200 incidents through DetermineStream come back one answer each, in request order."""
+    """200 incidents through DetermineStream, one per message, come back one answer each, in request order."""
     deaths = [(n * 7) % 23 for n in range(200)]
     reqs = [request("demo", {"deaths": d}, incident_id=f"i{n:03d}") for n, d in enumerate(deaths)]
-    answers = list(stub.DetermineStream(iter(reqs), timeout=30))
+    answers = list(answers_of(stub.DetermineStream(batches(reqs), timeout=30)))
     assert [a.incident_id for a in answers] == [f"i{n:03d}" for n in range(200)]
     assert [a.level.code for a in answers] == [_expected_level(d) for d in deaths]
     assert len({a.decision_id for a in answers}) == 200
@@ -149,7 +149,7 @@ def test_stream_ends_with_invalid_argument_after_earlier_answers(stub: pb_grpc.R
     reqs.extend(request("demo", {"deaths": n}, incident_id=f"after{n}") for n in range(3))
     received: list[str] = []
     with pytest.raises(grpc.RpcError) as caught:
-        for answer in stub.DetermineStream(iter(reqs), timeout=30):
+        for answer in answers_of(stub.DetermineStream(batches(reqs), timeout=30)):
             received.append(answer.incident_id)
     assert received == [f"ok{n}" for n in range(5)]
     got = details(caught.value)
@@ -170,7 +170,7 @@ def test_client_stream_raises_invalid_incident_after_earlier_answers(client: Cli
 
 
 def test_empty_stream_is_ok(stub: pb_grpc.ResponseServiceStub) -> None:
-    """A stream with no requests ends OK with no answers."""
+    """A stream with no messages ends OK with no answers."""
     call = stub.DetermineStream(iter(()), timeout=10)
     assert list(call) == []
     assert call.code() == grpc.StatusCode.OK

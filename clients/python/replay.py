@@ -1,11 +1,12 @@
 """Replay past incidents against a running Liandong service, e.g. to compare a new rule version.
 
 Reads incidents as JSON lines ({"id": ..., "type": ..., "facts": {...}, "occurred_at": "ISO time"})
-and sends them through DetermineStream (answers come back in request order), writing one JSON line
-per answer: incident id, rule set, version, level, lead, matched rules. With --version every
-incident is answered by that pinned version instead of the one in force when it occurred.
+and sends them through DetermineStream in batches of --batch-size (default 100, at most 1000)
+incidents per message; answers come back in request order, and one JSON line is written per answer:
+incident id, rule set, version, level, lead, matched rules. With --version every incident is
+answered by that pinned version instead of the one in force when it occurred.
 
-    python clients/python/replay.py incidents.jsonl --target 127.0.0.1:50051 [--version 2025.1]
+    python clients/python/replay.py incidents.jsonl --target 127.0.0.1:50051 [--version 2025.1] [--batch-size 100]
 
 Exit codes: 0 all answered; 1 the service refused an incident (the stream stops there);
 2 the input could not be read.
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from liandong.client import Client
+from liandong.client import DEFAULT_BATCH, MAX_BATCH, Client
 from liandong.errors import InvalidIncident, LiandongError
 from liandong.v1 import liandong_pb2 as pb
 
@@ -40,6 +41,16 @@ def read_requests(lines: TextIO, ruleset: str, version: str) -> list[pb.Determin
     return out
 
 
+def batch_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_BATCH}, not {text!r}")
+    return size
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("incidents", type=argparse.FileType("r", encoding="utf-8"), help="JSON lines file, or - for stdin")
@@ -47,16 +58,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ruleset", default="")
     parser.add_argument("--version", default="", help="pin this version for every incident")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole replay")
+    parser.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH, help=f"incidents per stream message, 1 to {MAX_BATCH} (default {DEFAULT_BATCH}); "
+                        "lower it when a batch of requests would exceed the server's message size limit")
     args = parser.parse_args(argv)
     try:
-        batch = read_requests(args.incidents, args.ruleset, args.version)
+        requests = read_requests(args.incidents, args.ruleset, args.version)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
     answered = 0
     try:
         with Client(args.target) as client:
-            for det in client.determine_many(batch, timeout=args.timeout):
+            for det in client.determine_many(requests, timeout=args.timeout, batch_size=args.batch_size):
                 answered += 1
                 print(json.dumps({
                     "incident_id": det.incident_id,

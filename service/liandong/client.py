@@ -31,6 +31,8 @@ from liandong.v1 import liandong_pb2_grpc as pb_grpc
 T = TypeVar("T")
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+MAX_BATCH = 1000  # requests in one DetermineStreamRequest (proto/liandong/v1/liandong.proto)
+DEFAULT_BATCH = 100
 
 
 class ServiceError(LiandongError):
@@ -89,6 +91,18 @@ def to_exception(error: grpc.RpcError, ruleset: str = "", incident_type: str = "
         return ServiceError(code, message)
     exc.message = message  # the server's words, which may say more than the local default
     return exc
+
+
+def _batches(requests: Iterable[pb.DetermineRequest], size: int) -> Iterator[pb.DetermineStreamRequest]:
+    """The requests in messages of up to `size`, each sent once full or once the requests run out."""
+    batch: list[pb.DetermineRequest] = []
+    for request in requests:
+        batch.append(request)
+        if len(batch) == size:
+            yield pb.DetermineStreamRequest(requests=batch)
+            batch = []
+    if batch:
+        yield pb.DetermineStreamRequest(requests=batch)
 
 
 class Client:
@@ -160,12 +174,32 @@ class Client:
         result: pb.Determination = self._call(lambda t: self._stub.Determine(req, timeout=t), req.ruleset, req.incident.type)
         return result
 
-    def determine_many(self, requests: Iterable[pb.DetermineRequest], timeout: float | None = None) -> Iterator[pb.Determination]:
-        """Answers in request order through DetermineStream (not retried: a stream is not idempotent)."""
+    def determine_many(self, requests: Iterable[pb.DetermineRequest], timeout: float | None = None, batch_size: int = DEFAULT_BATCH) -> Iterator[pb.Determination]:
+        """One answer per request, in request order, through DetermineStream.
+
+        Requests are sent in DetermineStreamRequest messages of up to `batch_size` (1 to 1000;
+        ValueError otherwise, raised by this call). `requests` is read lazily: a message goes out
+        when it is full or when `requests` runs out, so answers arrive per batch. A generator that
+        waits between requests gets the answers to its complete batches meanwhile, but those to a
+        partial batch only once it ends (batch_size=1 has each request answered as soon as it is
+        sent). A batch must also fit the server's message size limit (1 MiB by default). A refused
+        request raises its Liandong exception after the answers to the requests before it.
+        `timeout` is for the whole stream. Not retried: a stream is not idempotent. Stopping the
+        iteration early cancels the call.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be an integer from 1 to {MAX_BATCH}, not {batch_size!r}")
+        return self._stream(requests, timeout, batch_size)
+
+    def _stream(self, requests: Iterable[pb.DetermineRequest], timeout: float | None, batch_size: int) -> Iterator[pb.Determination]:
+        call = self._stub.DetermineStream(_batches(requests, batch_size), timeout=timeout)
         try:
-            yield from self._stub.DetermineStream(iter(requests), timeout=timeout)
+            for response in call:
+                yield from response.determinations
         except grpc.RpcError as error:
             raise to_exception(error) from None
+        finally:
+            call.cancel()  # nothing once the call has ended; stops it when the caller stops reading
 
     def list_rulesets(self) -> list[pb.RuleSetSummary]:
         response: pb.ListRuleSetsResponse = self._call(lambda t: self._stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=t))

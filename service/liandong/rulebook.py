@@ -43,6 +43,12 @@ class RuleBook:
         self._by_ruleset: dict[str, tuple[CompiledRuleSet, ...]] = {}
         for c in sorted(compiled, key=lambda c: (c.document.ruleset, c.document.effective_from)):
             self._by_ruleset[c.document.ruleset] = self._by_ruleset.get(c.document.ruleset, ()) + (c,)
+        # The book never changes, so neither do the claims; select() reads them on every request.
+        claims: dict[str, list[str]] = {}
+        for ruleset, versions in self._by_ruleset.items():
+            for t in {t for c in versions for t in c.document.incident_types}:
+                claims.setdefault(t, []).append(ruleset)
+        self._types: dict[str, tuple[str, ...]] = {t: tuple(sorted(r)) for t, r in sorted(claims.items())}
 
     @classmethod
     def load(cls, root: Path, runtime: DurableRuntime, clock: Callable[[], dt.datetime] = _utcnow) -> RuleBook:
@@ -60,12 +66,8 @@ class RuleBook:
         return self._by_ruleset[ruleset]
 
     def incident_types(self) -> dict[str, tuple[str, ...]]:
-        """Each incident type and the rule sets that claim it."""
-        claims: dict[str, list[str]] = {}
-        for ruleset, versions in self._by_ruleset.items():
-            for t in {t for c in versions for t in c.document.incident_types}:
-                claims.setdefault(t, []).append(ruleset)
-        return {t: tuple(sorted(r)) for t, r in sorted(claims.items())}
+        """Each incident type and the rule sets that claim it (a copy: callers may change it)."""
+        return dict(self._types)
 
     def active(self, ruleset: str, at: dt.datetime | None = None) -> CompiledRuleSet:
         """The version in force at a moment (now by default): the latest effective_from not after it."""
@@ -77,7 +79,7 @@ class RuleBook:
 
     # -- answering ---------------------------------------------------------------------------------
     def select(self, incident: Incident, ruleset: str = "", version: str = "") -> CompiledRuleSet:
-        types = self.incident_types()
+        types = self._types
         if not ruleset:
             claimants = types.get(incident.type, ())
             if not claimants:
@@ -108,5 +110,6 @@ def evaluate(runtime: DurableRuntime, compiled: CompiledRuleSet, incident: Incid
     """Check the facts, fire the rules in durable-rules, and combine what fired."""
     doc = compiled.document
     facts = descriptor.normalize(doc, incident.facts)
-    fired = runtime.fire(compiled.name, {**facts, **descriptor.presence_flags(doc, facts)})
+    flags = descriptor.presence_flags(doc, facts)
+    fired = runtime.fire(compiled.name, {**facts, **flags} if flags else facts)  # fire() only reads the fact
     return combine(compiled.answers, incident, facts, fired, explain)

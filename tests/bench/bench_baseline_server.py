@@ -32,23 +32,24 @@ class EmptyServicer(pb_grpc.ResponseServiceServicer):
     def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> pb.Determination:
         return self.answer
 
-    def DetermineStream(self, request_iterator: Iterator[pb.DetermineRequest], context: grpc.ServicerContext) -> Iterator[pb.Determination]:
-        for _ in request_iterator:
-            yield self.answer
+    def DetermineStream(self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext) -> Iterator[pb.DetermineStreamResponse]:
+        for batch in request_iterator:
+            yield pb.DetermineStreamResponse(determinations=[self.answer] * len(batch.requests))
 
 
 def canned_answer() -> pb.Determination:
-    """One real answer, built once: a 较大火灾 with most situations reported (about 35 kB)."""
+    """One real answer, built once: a 较大火灾 with most situations reported (about 12.5 kB)."""
     from bench_common import RULES
     from liandong.engine.result import Incident
     from liandong.engine.runtime import DurableRuntime
     from liandong.rulebook import RuleBook
-    from liandong.server import convert
+    from liandong.server.answers import AnswerCodec
 
     facts = {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True, "casualties_need_treatment": True,
              "evacuation_or_traffic_control": True, "power_involved": True, "communications_needed": True}
-    det = RuleBook.load(RULES, DurableRuntime()).determine(Incident(type="fire", facts=facts, id="canned"))
-    return convert.determination_to_proto(det, "canned", False)
+    book = RuleBook.load(RULES, DurableRuntime())
+    det = book.determine(Incident(type="fire", facts=facts, id="canned"))
+    return AnswerCodec(book.active("fire-linkage")).message(det, "canned", False)
 
 
 def main() -> int:

@@ -5,7 +5,7 @@
 
 `unary`: N concurrent callers (asyncio tasks on grpc.aio channels) call Determine in a loop over a
 pool of varied incidents, for a warm-up and then a measured window, bounded by --duration and
---max-calls. `stream`: one DetermineStream of --count incidents. Every call has a deadline.
+--max-calls. `stream`: one DetermineStream of --count incidents in messages of --batch-size. Every call has a deadline.
 """
 
 from __future__ import annotations
@@ -90,26 +90,32 @@ async def unary(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def batches(reqs: list[pb.DetermineRequest], size: int) -> list[pb.DetermineStreamRequest]:
+    return [pb.DetermineStreamRequest(requests=reqs[i:i + size]) for i in range(0, len(reqs), size)]
+
+
 def stream(args: argparse.Namespace) -> dict[str, object]:
-    batch = requests(args.ruleset, args.count)
-    with grpc.insecure_channel(args.target) as channel:
+    reqs = requests(args.ruleset, args.count)
+    messages = batches(reqs, args.batch_size)  # built before the clock starts, like the unary pool
+    with grpc.insecure_channel(args.target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         stub = pb_grpc.ResponseServiceStub(channel)
         # Warm up with a short stream, then time the full one.
-        for _ in stub.DetermineStream(iter(batch[:200]), timeout=args.call_timeout):
+        for _ in stub.DetermineStream(iter(batches(reqs[:200], args.batch_size)), timeout=args.call_timeout):
             pass
         start = time.perf_counter()
         answered = 0
         code = "OK"
         try:
-            for _ in stub.DetermineStream(iter(batch), timeout=args.stream_timeout):
-                answered += 1
+            for response in stub.DetermineStream(iter(messages), timeout=args.stream_timeout):
+                answered += len(response.determinations)
         except grpc.RpcError as exc:
             code = exc.code().name
         elapsed = time.perf_counter() - start
     return {
         "mode": "stream",
         "count": args.count,
+        "batch_size": args.batch_size,
         "answered": answered,
         "code": code,
         "elapsed_s": round(elapsed, 3),
@@ -130,6 +136,7 @@ def main() -> int:
     parser.add_argument("--call-timeout", type=float, default=10.0)
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--count", type=int, default=10_000, help="stream: incidents in the stream")
+    parser.add_argument("--batch-size", type=int, default=100, help="stream: requests per DetermineStreamRequest")
     parser.add_argument("--stream-timeout", type=float, default=120.0)
     args = parser.parse_args()
     result = asyncio.run(unary(args)) if args.mode == "unary" else stream(args)

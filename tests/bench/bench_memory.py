@@ -20,8 +20,8 @@ import time
 from bench_common import GENERATORS, RULES, incident_pool, rss_kib
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
-from liandong.rulebook import RuleBook
-from liandong.server import convert
+from liandong.rulebook import RuleBook, evaluate
+from liandong.server.answers import codecs
 
 
 def main() -> int:
@@ -29,16 +29,19 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=1_000_000)
     parser.add_argument("--warmup", type=int, default=20_000)
     parser.add_argument("--max-seconds", type=float, default=400.0)
-    parser.add_argument("--proto", action=argparse.BooleanOptionalAction, default=False, help="also build the protobuf answer")
+    parser.add_argument("--proto", action=argparse.BooleanOptionalAction, default=True, help="also build the serialized answer, as the service does")
     args = parser.parse_args()
     book = RuleBook.load(RULES, DurableRuntime())
+    answers = codecs(c for name in book.rulesets() for c in book.versions(name))
     pool = [Incident(type=t, facts=f, id=str(i)) for r in GENERATORS for i, (t, f) in enumerate(incident_pool(r, 1000))]
     pool = [pool[(i * 1000) % len(pool) + i // 3] for i in range(len(pool))]  # interleave the rule sets
 
     def one(i: int) -> None:
-        det = book.determine(pool[i % len(pool)])
+        incident = pool[i % len(pool)]
+        compiled = book.select(incident)
+        det = evaluate(book.runtime, compiled, incident)
         if args.proto:
-            convert.determination_to_proto(det, "d", False)
+            answers[compiled.name].wire(det, "d")
 
     for i in range(args.warmup):
         one(i)
@@ -57,7 +60,7 @@ def main() -> int:
     gc.collect()
     after = rss_kib(pid)
     print(json.dumps({
-        "path": "in-process RuleBook.determine" + (" + protobuf answer" if args.proto else ""),
+        "path": "in-process select + evaluate" + (" + serialized answer" if args.proto else ""),
         "decisions": done,
         "requested": args.decisions,
         "seconds": round(time.perf_counter() - start, 1),

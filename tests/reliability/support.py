@@ -25,7 +25,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from service_support import find_event, log_events, scrape, wait_until  # shared with the e2e tests
+from service_support import answers_of, batches, find_event, log_events, scrape, wait_until  # shared with the e2e tests
 
 from liandong.engine.runtime import DurableRuntime
 from liandong.server import config

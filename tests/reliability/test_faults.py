@@ -15,7 +15,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import LOOPBACK, Serve, in_process, replace_once, request, sample
+from reliability.support import LOOPBACK, Serve, answers_of, batches, in_process, replace_once, request, sample
 
 
 def determine(port: int, deaths: int = 3) -> pb.Determination:
@@ -73,7 +73,8 @@ def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtim
         answers: list[pb.Determination] = []
         with grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as channel:
             with pytest.raises(grpc.RpcError) as caught:
-                for answer in pb_grpc.ResponseServiceStub(channel).DetermineStream(iter([request("demo", {"deaths": d}) for d in (1, 5, 10, 20)]), timeout=10):  # type: ignore[no-untyped-call]
+                stream = pb_grpc.ResponseServiceStub(channel).DetermineStream(batches([request("demo", {"deaths": d}) for d in (1, 5, 10, 20)]), timeout=10)  # type: ignore[no-untyped-call]
+                for answer in answers_of(stream):
                     answers.append(answer)
         assert caught.value.code() == grpc.StatusCode.INTERNAL
         assert "injected" not in (caught.value.details() or "")  # the engine's words stay in the service

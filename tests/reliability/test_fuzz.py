@@ -30,7 +30,7 @@ from liandong.rulebook import RuleBook
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import BUNDLED, DEMO_DIR, LOOPBACK, bad_request_fields, make_config, sample
+from reliability.support import BUNDLED, DEMO_DIR, LOOPBACK, answers_of, bad_request_fields, batches, make_config, sample
 
 # Repeatable by default (the same inputs every run, as CI needs); LIANDONG_FUZZ_EXPLORE=1 draws new
 # ones, ten times as many.
@@ -308,14 +308,14 @@ def test_rpc_ends_ok_or_with_a_documented_code(server: Service, docs: list[RuleS
 
 
 def test_stream_answers_in_order_until_the_first_refusal(server: Service, docs: list[RuleSetDocument]) -> None:
-    """A stream of random incidents gets one answer per valid incident, in order, and ends with the first refusal's code."""
+    """A stream of random incidents, in batches of random size, gets one answer per valid incident, in order, and ends with the first refusal's code."""
     channel = grpc.insecure_channel(f"{LOOPBACK}:{server.port}")
     stub = pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
 
         @settings(max_examples=60 * SCALE, deadline=None, derandomize=not EXPLORE, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-        @given(st.lists(incidents(docs, struct_safe=True), min_size=1, max_size=8))
-        def check(cases: list[tuple[str, dict[str, object], RuleSetDocument | None]]) -> None:
+        @given(st.lists(incidents(docs, struct_safe=True), min_size=1, max_size=8), st.integers(min_value=1, max_value=8))
+        def check(cases: list[tuple[str, dict[str, object], RuleSetDocument | None]], size: int) -> None:
             requests = [to_request(t, f, 0) for t, f, _ in cases]
             if any(r is None for r in requests):
                 return
@@ -324,7 +324,7 @@ def test_stream_answers_in_order_until_the_first_refusal(server: Service, docs: 
             expected = valid.index(False) if False in valid else len(valid)
             answers: list[pb.Determination] = []
             try:
-                for answer in stub.DetermineStream(iter(requests), timeout=30):
+                for answer in answers_of(stub.DetermineStream(batches(requests, size), timeout=30)):
                     answers.append(answer)
             except grpc.RpcError as error:
                 assert expected < len(valid) and error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())

@@ -17,7 +17,7 @@ from liandong.server.app import Service
 from liandong.server.config import Config
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import LOOPBACK, ROOT, bad_request_fields, in_process, request, sample, wait_until
+from reliability.support import LOOPBACK, ROOT, answers_of, bad_request_fields, batches, in_process, request, sample, wait_until
 
 BOUND = 30.0  # seconds: the most any wait below may take
 
@@ -48,7 +48,7 @@ class HeldStream:
 
     def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
         try:
-            for answer in stub.DetermineStream(self._requests(), timeout=BOUND):
+            for answer in answers_of(stub.DetermineStream(batches(self._requests()), timeout=BOUND)):
                 self.answers.append(answer)
                 self.first.set()
         except grpc.RpcError as error:
@@ -77,6 +77,33 @@ def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: Durab
             assert still_answers(stub)
 
 
+def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: DurableRuntime) -> None:
+    """An answer larger than --max-message-bytes ends RESOURCE_EXHAUSTED in Determine and DetermineStream, counted so, with no decision recorded; a smaller answer still goes."""
+    with in_process(ROOT / "rules", runtime, max_message_bytes=4096) as svc:
+        channel, stub = stub_for(svc)
+        with channel:
+            large = request("fire", {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True})  # a ~12 kB answer
+            with pytest.raises(grpc.RpcError) as unary:
+                stub.Determine(large, timeout=BOUND)
+            assert unary.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-message-bytes" in (unary.value.details() or "")
+            small = request("mass_incident", {"participants": 10})
+            small.incident.id = "small"
+            with pytest.raises(grpc.RpcError) as streamed:
+                list(answers_of(stub.DetermineStream(batches([small, large, small], size=3), timeout=BOUND)))
+            assert streamed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert [a.incident_id for a in answers_of(stub.DetermineStream(batches([small]), timeout=BOUND))] == ["small"]
+        assert sample(svc, "liandong_rpc_requests_total", method="Determine", code="RESOURCE_EXHAUSTED") == 1
+        assert sample(svc, "liandong_rpc_requests_total", method="Determine", code="OK") == 0
+        assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
+        decisions: dict[str, float] = {}
+        for metric in svc.registry.collect():
+            for s in metric.samples:
+                if s.name == "liandong_decisions_total":
+                    decisions[s.labels["ruleset"]] = decisions.get(s.labels["ruleset"], 0) + s.value
+        assert decisions == {"township-mass-incident": 2}  # the refused fire answers were never decisions
+
+
 def test_too_many_facts_is_one_violation(rules_dir: Path, runtime: DurableRuntime) -> None:
     """More than MAX_FACTS facts are one INVALID_ARGUMENT violation; MAX_FACTS wrong ones are INVALID_ARGUMENT with as many violations as fit a trailer."""
     with in_process(rules_dir, runtime) as svc:
@@ -102,12 +129,12 @@ def test_stream_length_is_limited(rules_dir: Path, runtime: DurableRuntime) -> N
         with channel:
             answers: list[pb.Determination] = []
             with pytest.raises(grpc.RpcError) as caught:
-                for answer in stub.DetermineStream(iter([request("demo", {"deaths": d}) for d in range(8)]), timeout=BOUND):
+                for answer in answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(8)]), timeout=BOUND)):
                     answers.append(answer)
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "at most 5 requests" in (caught.value.details() or "")
             assert [a.level.code for a in answers] == ["IV", "IV", "IV", "III", "III"]
-            exact = list(stub.DetermineStream(iter([request("demo", {"deaths": d}) for d in range(5)]), timeout=BOUND))
+            exact = list(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(5)]), timeout=BOUND)))
             assert len(exact) == 5
             assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
 
@@ -152,7 +179,7 @@ def test_stream_past_its_deadline_stops_evaluating(rules_dir: Path, runtime: Dur
         with channel:
             got = 0
             with pytest.raises(grpc.RpcError) as caught:
-                for _ in stub.DetermineStream(endless(), timeout=0.5):
+                for _ in answers_of(stub.DetermineStream(batches(endless()), timeout=0.5)):
                     got += 1
             assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert wait_until(lambda: sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED") == 1, BOUND)

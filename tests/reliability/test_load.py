@@ -20,7 +20,7 @@ from liandong.rulebook import RuleBook
 from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import ADMIN_TOKEN, DEMO_DIR, Serve, metric, replace_once, request, scrape, serving, wait_until, write_atomically
+from reliability.support import ADMIN_TOKEN, DEMO_DIR, Serve, answers_of, batches, metric, replace_once, request, scrape, serving, wait_until, write_atomically
 
 CALLERS = 64
 STREAM_CALLERS = 8  # of the 64, these send DetermineStream calls of STREAM_LENGTH requests
@@ -110,7 +110,7 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
                     picks = [(index + n * 7 + k) % len(FACTS) for k in range(STREAM_LENGTH if index < STREAM_CALLERS else 1)]
                     try:
                         if index < STREAM_CALLERS:
-                            answers = list(stub.DetermineStream(iter([request("demo", FACTS[i]) for i in picks]), timeout=30))
+                            answers = list(answers_of(stub.DetermineStream(batches([request("demo", FACTS[i]) for i in picks]), timeout=30)))
                         else:
                             answers = [stub.Determine(request("demo", FACTS[picks[0]]), timeout=30)]
                     except grpc.RpcError as error:
@@ -189,7 +189,7 @@ class HeldStream:
 
     def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
         try:
-            for answer in stub.DetermineStream(self._requests(), timeout=90):
+            for answer in answers_of(stub.DetermineStream(batches(self._requests()), timeout=90)):
                 self.answers.append(answer)
         except grpc.RpcError as error:
             self.error = error

@@ -27,7 +27,7 @@ from liandong.server.app import Service, StartupError
 from liandong.server.tls import channel_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import ADMIN_TOKEN, DEMO_DIR, LOOPBACK, Certs, in_process, make_config, request, scrape, serving, wait_until
+from reliability.support import ADMIN_TOKEN, DEMO_DIR, LOOPBACK, Certs, answers_of, batches, in_process, make_config, request, scrape, serving, wait_until
 
 TLS_TARGET_NAME = "localhost"
 
@@ -301,7 +301,7 @@ def send_marked_incidents(target: str) -> None:
         stub = pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
         assert stub.Determine(request("demo", {"deaths": 3, "note": MARKER[:20]}), timeout=10).level.code == "III"
         assert stub.Determine(request("demo", {"deaths": 10, "note": MARKER[:20]}, explain=True), timeout=10).level.code == "II"
-        assert len(list(stub.DetermineStream(iter([request("demo", {"note": MARKER[:20]})] * 3), timeout=10))) == 3
+        assert len(list(answers_of(stub.DetermineStream(batches([request("demo", {"note": MARKER[:20]})] * 3), timeout=10)))) == 3
         for facts in ({"status": MARKER}, {MARKER: 1}, {"note": MARKER * 10}, {"deaths": MARKER}):
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Determine(request("demo", facts), timeout=10)

@@ -7,6 +7,7 @@ an integer input therefore accepts 3.0 as 3, but never 3.5, a bool, NaN or infin
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 
 from liandong.document.model import InputSpec, InputType, RuleSetDocument
@@ -85,29 +86,100 @@ def coerce(spec: InputSpec, value: object) -> tuple[object, FieldViolation | Non
     return value, None
 
 
+class _Inputs:
+    """A document's inputs arranged once for checking facts: most facts are valid, and for those
+    the checks below are a set test and a type test per input instead of scans of the inputs."""
+
+    __slots__ = ("names", "name_list", "checks", "presence")
+
+    def __init__(self, doc: RuleSetDocument) -> None:
+        self.name_list = [spec.name for spec in doc.inputs]
+        self.names = frozenset(self.name_list)
+        self.checks = tuple((spec, spec.name, spec.type, spec.minimum, spec.maximum, _enum_ids(spec)) for spec in doc.inputs)
+        self.presence = tuple((PRESENT_PREFIX + spec.name, spec.name) for spec in doc.inputs if spec.optional)
+
+
+def _enum_ids(spec: InputSpec) -> dict[str, str]:
+    """What `spec.enum_id` answers for each id and label: the first value that has it wins."""
+    ids: dict[str, str] = {}
+    for v in reversed(spec.values):  # earlier values overwrite later ones
+        ids[v.label] = v.id
+        ids[v.id] = v.id
+    return ids
+
+
+# Per document, by identity: a document is immutable, and hashing one would cost more than checking
+# its facts. The weak reference tells a live document from a dead one whose id was reused.
+_TABLES: dict[int, tuple[weakref.ref[RuleSetDocument], _Inputs]] = {}
+_TABLES_SIZE = 64  # documents loaded at once are few; reloads leave stale entries, cleared past this
+
+
+def _inputs(doc: RuleSetDocument) -> _Inputs:
+    entry = _TABLES.get(id(doc))
+    if entry is not None and entry[0]() is doc:
+        return entry[1]
+    inputs = _Inputs(doc)
+    if len(_TABLES) >= _TABLES_SIZE:
+        _TABLES.clear()  # clear() is atomic: evicting entries one by one could race between threads
+    _TABLES[id(doc)] = (weakref.ref(doc), inputs)
+    return inputs
+
+
 def normalize(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, object]:
     """Facts with defaults filled and values canonical; InvalidIncident lists every violation."""
     violations: list[FieldViolation] = []
     if len(facts) > MAX_FACTS:
         raise InvalidIncident(doc.ruleset, [FieldViolation("facts", f"{len(facts)} facts; the limit is {MAX_FACTS}", "too_many")])
-    names = [spec.name for spec in doc.inputs]
-    for key in facts:
-        if doc.input(key) is None:
-            hint = closest(str(key), names)
-            extra = f"; did you mean '{hint}'?" if hint else ""
-            violations.append(FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field"))
+    inputs = _inputs(doc)
+    names = inputs.names
+    if not names.issuperset(facts):
+        for key in facts:
+            if key not in names:
+                hint = closest(str(key), inputs.name_list)
+                extra = f"; did you mean '{hint}'?" if hint else ""
+                violations.append(FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field"))
     out: dict[str, object] = {}
-    for spec in doc.inputs:
-        if spec.name in facts and facts[spec.name] is not None:
-            value, violation = coerce(spec, facts[spec.name])
-            if violation is not None:
-                violations.append(violation)
+    for spec, name, kind, low, high, enum_ids in inputs.checks:
+        value = facts.get(name)
+        if value is None:
+            if spec.required:
+                violations.append(FieldViolation(name, f"is required ({spec.meaning})", "missing"))
+            elif spec.default is not None:
+                out[name] = spec.default
+            continue
+        # Values that plainly fit are taken here, with what coerce() would make of them; anything
+        # else goes through coerce(), which finds the same value or says why it does not fit.
+        if kind is InputType.BOOLEAN:
+            if type(value) is bool:
+                out[name] = value
                 continue
-            out[spec.name] = value
-        elif spec.required:
-            violations.append(FieldViolation(spec.name, f"is required ({spec.meaning})", "missing"))
-        elif spec.default is not None:
-            out[spec.name] = spec.default
+        elif kind is InputType.INTEGER or kind is InputType.NUMBER:
+            number: int | float | None = None
+            if type(value) is int:
+                number = value
+            elif type(value) is float:
+                if kind is InputType.NUMBER:
+                    if math.isfinite(value):
+                        number = value
+                elif value.is_integer():  # False for NaN and infinity
+                    number = int(value)
+            if number is not None and not (low is not None and number < low) and not (high is not None and number > high):
+                out[name] = number
+                continue
+        elif kind is InputType.ENUM:
+            if type(value) is str:
+                found = enum_ids.get(value)
+                if found is not None:
+                    out[name] = found
+                    continue
+        elif type(value) is str and len(value) <= spec.max_length:
+            out[name] = value
+            continue
+        canonical, violation = coerce(spec, value)
+        if violation is not None:
+            violations.append(violation)
+            continue
+        out[name] = canonical
     if violations:
         raise InvalidIncident(doc.ruleset, violations)
     return out
@@ -115,4 +187,4 @@ def normalize(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, ob
 
 def presence_flags(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, bool]:
     """For each optional input, whether the incident gave it (rules test these, see compile)."""
-    return {PRESENT_PREFIX + spec.name: spec.name in facts for spec in doc.inputs if spec.optional}
+    return {flag: name in facts for flag, name in _inputs(doc).presence}

@@ -9,7 +9,10 @@ its own whose state is deleted afterwards: a ruleset holds at most 1024 live ses
 fact, start the first action, and per action update the state and complete it, which starts the
 next) without the per-action Python objects the Host builds for actions we do not need: a profile
 showed those, not the matching, as most of the engine's time. Same calls, same arguments, same
-results; docs/performance.md has the figures.
+results; docs/performance.md has the figures. The texts passed are written directly rather than
+through `json.dumps` where that is cheaper: the fact, member by member, for the flat facts of a
+checked incident, and the session state, whose shape the engine fixes. Both are the exact text the
+Host's JSON round trip writes; anything else takes that general path.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import itertools
 import json
 import threading
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring  # the C function json.dumps itself uses
 from typing import Any
 
 import durable_rules_engine  # type: ignore[import-not-found]  # durable-rules' C extension, untyped
@@ -67,9 +71,10 @@ class DurableRuntime:
         """The ids of every rule of ruleset `name` whose conditions the fact meets."""
         with self._lock:
             sid = str(next(self._sids))
-            self._fired = []
+            fired: list[str] = []
+            self._fired = fired  # the Host's actions record here too
             try:
-                self._assert(name, {**fact, ANCHOR_FIELD: True, "sid": sid})
+                self._assert(name, fact, sid, fired)
             except Exception as exc:  # MessageNotHandledException included: the anchor always matches
                 raise EngineFailure(f"durable-rules failed evaluating '{name}': {exc}") from exc
             finally:
@@ -78,34 +83,41 @@ class DurableRuntime:
                     self._host.delete_state(name, sid)
                 except Exception as exc:
                     raise EngineFailure(f"durable-rules could not free session {sid} of '{name}': {exc}") from exc
-            return tuple(self._fired)
+            return tuple(fired)
 
-    def _assert(self, name: str, fact: Mapping[str, object]) -> None:
-        """What `Host.assert_fact(name, fact)` does for rules whose actions only record their name."""
-        if name not in self._handles:  # not registered here: the Host raises its own error
-            self._host.assert_fact(name, fact)
+    def _assert(self, name: str, fact: Mapping[str, object], sid: str, fired: list[str]) -> None:
+        """What `Host.assert_fact(name, <the fact in session sid>)` does for rules whose actions
+        only record their name, recording them in `fired`."""
+        registered = self._handles.get(name)
+        if registered is None:  # not registered here: the Host raises its own error
+            self._host.assert_fact(name, _in_session(fact, sid))
             return
-        handle, rule_names = self._handles[name]
-        text = fact_json(fact)
-        result = durable_rules_engine.assert_fact(handle, text)
+        handle, rule_names = registered
+        result = durable_rules_engine.assert_fact(handle, _session_fact_json(fact, sid))
         if result[0] == 1:
-            raise durable_engine.MessageNotHandledException(fact)
+            raise durable_engine.MessageNotHandledException(_in_session(fact, sid))
         if result[0] == 2:
-            raise durable_engine.MessageObservedException(fact)
+            raise durable_engine.MessageObservedException(_in_session(fact, sid))
         state_handle = 0 if result[0] == 3 else result[1]
         started = durable_rules_engine.start_action_for_state(handle, state_handle)
         if not started:
             return
         # The Host parses the session state and writes it back unchanged after every action.
-        state = json.dumps(json.loads(started[0]), ensure_ascii=False)
+        state = _state_json(started[0], sid)
+        update_state = durable_rules_engine.update_state
+        complete_and_start_action = durable_rules_engine.complete_and_start_action
         message: str | None = started[1]
         while message:
-            rule = _action_name(message, rule_names)
+            # The rule an action message is for is its one key, `{"<rule>":{"m":...}}`; rule names
+            # need no JSON escapes, so a known name read off the front is the key.
+            rule = message[2:message.find('"', 2)]
+            if rule not in rule_names or not message.startswith('{"'):
+                rule = _action_name(message)
             if rule != ANCHOR_RULE:
-                self._fired.append(rule)
+                fired.append(rule)
             try:
-                durable_rules_engine.update_state(handle, state)
-                message = durable_rules_engine.complete_and_start_action(handle, state_handle)
+                update_state(handle, state)
+                message = complete_and_start_action(handle, state_handle)
             except BaseException:
                 durable_rules_engine.abandon_action(handle, state_handle)
                 raise
@@ -116,29 +128,95 @@ class DurableRuntime:
             return frozenset(self._registered)
 
 
+# What `json.dumps(value, ensure_ascii=False)` uses, built once instead of per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+_ANCHOR_MEMBER = f"{encode_basestring(ANCHOR_FIELD)}: true"
+
+
+def _in_session(fact: Mapping[str, object], sid: str) -> dict[str, object]:
+    """The fact as asserted: with the anchor field, in its own session."""
+    return {**fact, ANCHOR_FIELD: True, "sid": sid}
+
+
+def _session_fact_json(fact: Mapping[str, object], sid: str) -> str:
+    """`fact_json(_in_session(fact, sid))`, without building that dict when the fact has neither
+    key already (input ids start with a letter, so only an input named `sid` could)."""
+    if ANCHOR_FIELD not in fact and "sid" not in fact:
+        members = _members(fact)
+        if members is not None:
+            members.append(_ANCHOR_MEMBER)
+            members.append(f'"sid": "{sid}"')  # the sid is digits: nothing to escape
+            return "{" + ", ".join(members) + "}"
+    return fact_json(_in_session(fact, sid))
+
+
 def fact_json(fact: Mapping[str, object]) -> str:
     """The fact as JSON that durable-rules can read. Its reader refuses a number with an exponent
     but no decimal point (error 204), which is how Python writes 1e-05 and 1e+16: those are written
     1.0e-05 and 1.0e+16 instead (same value). Facts are flat, so this is per value."""
+    members = _members(fact)
+    if members is not None:
+        return "{" + ", ".join(members) + "}"
+    return _fact_json_general(fact)
+
+
+def _members(fact: Mapping[str, object]) -> list[str] | None:
+    """The `"key": value` texts of a flat fact, as `json.dumps(fact, ensure_ascii=False)` writes
+    them (exponents as fact_json says), or None if a key or value needs the general path."""
+    members: list[str] = []
+    append = members.append
+    for key, value in fact.items():
+        if type(key) is not str:
+            return None
+        if value is True:
+            shown = "true"
+        elif value is False:
+            shown = "false"
+        elif type(value) is int:
+            shown = int.__repr__(value)
+        elif type(value) is str:
+            shown = encode_basestring(value)
+        elif type(value) is float:
+            shown = float.__repr__(value)
+            if "e" in shown:
+                mantissa, _, exponent = shown.partition("e")
+                if "." not in mantissa:
+                    shown = f"{mantissa}.0e{exponent}"
+            elif "n" in shown:  # inf or nan, which JSON writes Infinity or NaN
+                shown = _ENCODER.encode(value)
+        elif value is None:
+            shown = "null"
+        else:
+            return None
+        append(f"{encode_basestring(key)}: {shown}")
+    return members
+
+
+def _fact_json_general(fact: Mapping[str, object]) -> str:
+    """fact_json for any fact `json.dumps` can write."""
     odd = [k for k, v in fact.items() if type(v) is float and "e" in repr(v) and "." not in repr(v).partition("e")[0]]
     if not odd:
-        return json.dumps(fact, ensure_ascii=False)
+        return _ENCODER.encode(fact)
     parts = []
     for key, value in fact.items():
         if key in odd:
             mantissa, _, exponent = repr(value).partition("e")
             shown = f"{mantissa}.0e{exponent}"
         else:
-            shown = json.dumps(value, ensure_ascii=False)
-        parts.append(f"{json.dumps(key, ensure_ascii=False)}: {shown}")
+            shown = _ENCODER.encode(value)
+        parts.append(f"{_ENCODER.encode(key)}: {shown}")
     return "{" + ", ".join(parts) + "}"
 
 
-def _action_name(message: str, rule_names: frozenset[str]) -> str:
-    """The rule an action message is for: its one key, `{"<rule>":{"m":...}}`."""
-    if message.startswith('{"'):
-        end = message.find('"', 2)
-        if message[2:end] in rule_names:  # rule names need no JSON escapes
-            return message[2:end]
+def _state_json(state: str, sid: str) -> str:
+    """The session state as the Host writes it back: `json.dumps(json.loads(state), ensure_ascii=False)`.
+    The engine writes a new session's state in one fixed shape, whose rewriting is known."""
+    if state == f'{{ "sid":"{sid}", "id":"sid-{sid}", "$s":1}}':
+        return f'{{"sid": "{sid}", "id": "sid-{sid}", "$s": 1}}'
+    return _ENCODER.encode(json.loads(state))
+
+
+def _action_name(message: str) -> str:
+    """The rule an action message is for, read as JSON: its one key."""
     parsed: dict[str, object] = json.loads(message)
     return next(iter(parsed))

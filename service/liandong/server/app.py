@@ -22,9 +22,9 @@ from liandong.server.admin import AdminServicer
 from liandong.server.config import Config
 from liandong.server.metrics import ActiveVersionCollector, Metrics
 from liandong.server.reload import RulesState
-from liandong.server.servicer import DecodeGuard, ResponseServicer
+from liandong.server.servicer import ResponseServicer, register
 from liandong.server.tls import TLSError, server_credentials
-from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2, liandong_pb2_grpc
+from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2
 
 log = structlog.get_logger("liandong.server")
 
@@ -94,10 +94,10 @@ class Service:
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"), options=options,
-            interceptors=[DecodeGuard()], maximum_concurrent_rpcs=c.max_concurrent_rpcs,
+            maximum_concurrent_rpcs=c.max_concurrent_rpcs,
         )
-        servicer = ResponseServicer(self.state, self.metrics, c.log_facts, max_stream_requests=c.max_stream_requests)
-        liandong_pb2_grpc.add_ResponseServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        servicer = ResponseServicer(self.state, self.metrics, c.log_facts, max_stream_requests=c.max_stream_requests, max_message_bytes=c.max_message_bytes)
+        register(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [RESPONSE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         if c.admin_token:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 from google.protobuf import struct_pb2
 
-from liandong.document.model import Citation, InputSpec, RuleSetDocument
+from liandong.document.model import InputSpec, RuleSetDocument
 from liandong.engine import descriptor
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import (
@@ -23,9 +20,8 @@ from liandong.engine.result import (
     ObligationResult,
     UnitResult,
 )
+from liandong.server.answers import citation
 from liandong.v1 import liandong_pb2 as pb
-
-M = TypeVar("M")
 
 
 def value_from_proto(value: struct_pb2.Value) -> object:
@@ -50,99 +46,6 @@ def incident_from_proto(msg: pb.Incident) -> Incident:
     facts = {k: value_from_proto(v) for k, v in msg.facts.fields.items()}
     occurred = msg.occurred_at.ToDatetime(tzinfo=dt.timezone.utc) if msg.HasField("occurred_at") else None
     return Incident(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
-
-
-def _citation(c: CitationResult | Citation | None) -> pb.Citation | None:
-    return pb.Citation(document=c.document, clause=c.clause) if c is not None else None
-
-
-# Answers share their parts: the engine hands out the same frozen unit, group and rule results for
-# a document (engine/combine.py), so each is converted once and copied in afterwards, which
-# protobuf does in C. Keyed by identity (an entry holds its object, so the id stays its own);
-# dropped when full.
-_MAX_CACHED = 4096
-_UNITS: dict[int, tuple[UnitResult, pb.Unit]] = {}
-_REFS: dict[int, tuple[UnitResult, pb.UnitRef]] = {}
-_GROUPS: dict[int, tuple[GroupResult, pb.Group]] = {}
-_RULES: dict[int, tuple[MatchedRule, pb.MatchedRule]] = {}
-
-
-def _cached(cache: dict[int, tuple[Any, M]], key: object, make: Callable[[], M]) -> M:
-    found = cache.get(id(key))
-    if found is not None and found[0] is key:
-        return found[1]
-    made = make()
-    if len(cache) >= _MAX_CACHED:
-        cache.clear()
-    cache[id(key)] = (key, made)
-    return made
-
-
-def _unit(u: UnitResult) -> pb.Unit:
-    return _cached(_UNITS, u, lambda: pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=_citation(u.citation)))
-
-
-def _ref(u: UnitResult) -> pb.UnitRef:
-    return _cached(_REFS, u, lambda: pb.UnitRef(id=u.id, name=u.name))
-
-
-def _group(g: GroupResult) -> pb.Group:
-    return _cached(_GROUPS, g, lambda: pb.Group(
-        id=g.id, name=g.name, lead=_ref(g.lead) if g.lead else None,
-        members=[_ref(m) for m in g.members], duties=g.duties, citation=_citation(g.citation),
-    ))
-
-
-def _condition(t: ConditionTrace) -> pb.Condition:
-    return pb.Condition(expression=t.expression, actual=t.actual, holds=t.holds, children=[_condition(c) for c in t.children])
-
-
-def _rule(r: MatchedRule) -> pb.MatchedRule:
-    if r.conditions is not None:  # explain: conditions carry the incident's values, so never cached
-        return pb.MatchedRule(id=r.id, title=r.title, citation=_citation(r.citation), conditions=_condition(r.conditions))
-    return _cached(_RULES, r, lambda: pb.MatchedRule(id=r.id, title=r.title, citation=_citation(r.citation), conditions=None))
-
-
-def summary(det: Determination) -> str:
-    if not det.applies:
-        return "no rule applies: nothing is required under this plan"
-    parts = []
-    if det.level:
-        parts.append(f"{det.level.code} {det.level.name}")
-    if det.lead:
-        parts.append(f"lead {det.lead.name}")
-    parts.append(f"{len(det.units)} units, {len(det.groups)} groups, {len(det.obligations)} obligations")
-    return "; ".join(parts)
-
-
-def determination_to_proto(det: Determination, decision_id: str, explain: bool) -> pb.Determination:
-    msg = pb.Determination(
-        decision_id=decision_id,
-        incident_id=det.incident_id,
-        incident_type=det.incident_type,
-        ruleset=det.ruleset,
-        version=det.version,
-        content_hash=det.content_hash,
-        applies=det.applies,
-        summary=summary(det),
-        command_tier=det.command_tier,
-        commanders=[pb.Commander(role=c.role, who=c.who) for c in det.commanders],
-        participating_units=[_unit(u) for u in det.units],
-        groups=[_group(g) for g in det.groups],
-        matched_rules=[_rule(r) for r in det.matched_rules],
-        unmatched_rules=[_rule(r) for r in det.unmatched_rules],
-    )
-    if det.level:
-        msg.level.CopyFrom(pb.Level(code=det.level.code, name=det.level.name, rank=det.level.rank, citation=_citation(det.level.citation)))
-    if det.lead:
-        msg.lead_agency.CopyFrom(_unit(det.lead))
-    for o in det.obligations:
-        item = msg.obligations.add(id=o.id, text=o.text, who=[_ref(w) for w in o.who], citation=_citation(o.citation))
-        if o.within_seconds is not None:
-            item.within.FromSeconds(o.within_seconds)
-    if explain:
-        msg.evaluated_facts.update(det.facts)  # type: ignore[arg-type]
-    return msg
 
 
 def version_info(c: CompiledRuleSet, active: bool) -> pb.VersionInfo:
@@ -185,13 +88,13 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         version=version_info(c, active),
         incident_types=list(d.incident_types),
         inputs=[_input(i) for i in d.inputs],
-        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=_citation(lv.citation)) for lv in d.levels],
-        units=[pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=_citation(u.citation)) for u in d.units],
+        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation)) for lv in d.levels],
+        units=[pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation)) for u in d.units],
         groups=[
-            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=_citation(g.citation))
+            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=citation(g.citation))
             for g in d.groups
         ],
-        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=_citation(r.citation)) for r in d.rules],
+        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation)) for r in d.rules],
         versions=versions,
     )
 

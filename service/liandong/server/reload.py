@@ -1,8 +1,9 @@
 """The rule book serving now, and how a new one replaces it.
 
 A reload loads and checks every document, compiles it, and runs every fixture against the new book
-before swapping it in with one reference assignment. Requests hold the book they started with, so
-in-flight calls finish on their version. A failed reload leaves the old book serving.
+before swapping it in with one reference assignment, together with the answer codecs built for
+it. Requests hold the book they started with, so in-flight calls finish on their version. A failed
+reload leaves the old book serving.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import LiandongError, RuleDocumentInvalid
 from liandong.fixtures import run_all
 from liandong.rulebook import RuleBook
+from liandong.server.answers import AnswerCodec, codecs
 from liandong.server.metrics import Metrics
 
 log = structlog.get_logger("liandong.reload")
@@ -41,6 +44,14 @@ class ReloadOutcome:
     fixtures_failed: int = 0
 
 
+@dataclass(frozen=True)
+class Serving:
+    """A rule book and the answer codecs of its versions, swapped in together."""
+
+    book: RuleBook
+    codecs: Mapping[str, AnswerCodec]  # by CompiledRuleSet.name
+
+
 class RulesState:
     def __init__(self, rules_dir: Path, runtime: DurableRuntime, metrics: Metrics, run_fixtures: bool = True, clock: Callable[[], dt.datetime] = _now) -> None:
         self.rules_dir = rules_dir
@@ -48,15 +59,20 @@ class RulesState:
         self.metrics = metrics
         self.run_fixtures = run_fixtures
         self._clock = clock
-        self._book: RuleBook | None = None
+        self._serving: Serving | None = None
         self._lock = threading.Lock()  # one reload at a time
         self.last: ReloadOutcome | None = None
         self.last_success_at: dt.datetime | None = None
 
     @property
+    def serving(self) -> Serving | None:
+        """The book serving now with its codecs (a plain read: swaps are single reference assignments)."""
+        return self._serving
+
+    @property
     def book(self) -> RuleBook | None:
-        """The book serving now (a plain read: swaps are single reference assignments)."""
-        return self._book
+        serving = self._serving
+        return serving.book if serving is not None else None
 
     def reload(self, trigger: str) -> ReloadOutcome:
         with self._lock:
@@ -64,8 +80,10 @@ class RulesState:
             errors: list[str] = []
             passed = failed = 0
             new: RuleBook | None = None
+            built: Mapping[str, AnswerCodec] = {}
             try:
                 new = RuleBook.load(self.rules_dir, self.runtime, clock=self._clock)
+                built = codecs(c for name in new.rulesets() for c in new.versions(name))
                 if self.run_fixtures:
                     run = run_all(new, self.rules_dir)
                     passed, failed = run.passed, run.failed
@@ -84,7 +102,7 @@ class RulesState:
                 errors.append(f"{self.rules_dir}: unexpected {type(exc).__name__} while loading: {exc}")
             ok = new is not None and not errors
             if ok and new is not None:
-                self._book = new
+                self._serving = Serving(new, built)
                 self.last_success_at = self._clock()
             outcome = ReloadOutcome(ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed)
             self.last = outcome
@@ -93,12 +111,12 @@ class RulesState:
                 self.metrics.last_reload_success.set(outcome.finished_at.timestamp())
                 log.info("rules_reloaded", trigger=trigger, rulesets=list(new.rulesets()) if new else [], fixtures_passed=passed, duration_ms=round((outcome.finished_at - started).total_seconds() * 1000, 1))
             else:
-                log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._book is not None)
+                log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._serving is not None)
             return outcome
 
     def active_versions(self) -> list[tuple[str, str, str]]:
         """(rule set, version, content hash) in force now, for each rule set serving."""
-        book = self._book
+        book = self.book
         if book is None:
             return []
         out = []

@@ -5,27 +5,32 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 
 from liandong.engine.result import Determination
 from liandong.errors import EngineFailure, LiandongError, RuleSetNotFound
-from liandong.rulebook import RuleBook
+from liandong.rulebook import RuleBook, evaluate
+from liandong.server import answers as answers_pb
 from liandong.server import convert, status
 from liandong.server.metrics import Metrics
-from liandong.server.reload import RulesState
+from liandong.server.reload import RulesState, Serving
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 
 log = structlog.get_logger("liandong.decisions")
 
 T = TypeVar("T")
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ResponseService"].full_name
+MAX_BATCH = 1000  # requests in one DetermineStreamRequest (see the proto)
+# Response messages stay within what grpc clients accept by default (4 MiB) and the server's own
+# send limit; each answer adds its key and length to the message.
+CLIENT_RECEIVE_LIMIT = 4 * 1024 * 1024
+ANSWER_FRAMING = 6
 
 
 class Undecodable:
@@ -36,25 +41,35 @@ class Undecodable:
 
 
 def _tolerant(deserialize: Callable[[bytes], object]) -> Callable[[bytes], object]:
+    """Hands the handler an Undecodable instead of failing the call in grpc (which would answer
+    INTERNAL), so it answers INVALID_ARGUMENT."""
+
     def decode(data: bytes) -> object:
         try:
             return deserialize(data)
-        except Exception as exc:  # protobuf's DecodeError; grpc would answer INTERNAL for it
+        except Exception as exc:  # protobuf's DecodeError
             return Undecodable(str(exc))
 
     return decode
 
 
-class DecodeGuard(grpc.ServerInterceptor):
-    """Hands ResponseService an Undecodable instead of failing the call in grpc, so it answers INVALID_ARGUMENT."""
+def _serialize(response: bytes | Message) -> bytes:
+    """Answers come already serialized (server/answers.py); other responses are messages."""
+    return response if type(response) is bytes else response.SerializeToString()  # type: ignore[union-attr]
 
-    def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Req, Resp] | None], handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Req, Resp] | None:
-        handler = continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or handler.request_deserializer is None or not method.startswith(f"/{SERVICE_NAME}/"):
-            return handler
-        guarded: grpc.RpcMethodHandler[Req, Resp] = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))  # type: ignore[attr-defined]
-        return guarded
+
+def register(servicer: "ResponseServicer", server: grpc.Server) -> None:
+    """Serve ResponseService: the generated registration, with tolerant decoding and answers that
+    may arrive as bytes (no interceptor: one would run on every call)."""
+    handlers = {
+        "Determine": grpc.unary_unary_rpc_method_handler(servicer.Determine, _tolerant(pb.DetermineRequest.FromString), _serialize),
+        "DetermineStream": grpc.stream_stream_rpc_method_handler(servicer.DetermineStream, _tolerant(pb.DetermineStreamRequest.FromString), _serialize),
+        "ListRuleSets": grpc.unary_unary_rpc_method_handler(servicer.ListRuleSets, _tolerant(pb.ListRuleSetsRequest.FromString), _serialize),
+        "GetRuleSet": grpc.unary_unary_rpc_method_handler(servicer.GetRuleSet, _tolerant(pb.GetRuleSetRequest.FromString), _serialize),
+    }
+    assert set(handlers) == {m.name for m in pb.DESCRIPTOR.services_by_name["ResponseService"].methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
 DEADLINE_SLACK = 0.1  # seconds: transit time between the caller's deadline and ours
@@ -78,31 +93,73 @@ def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
 class Observed:
     """Counts and times one call by method and final status code."""
 
-    def __init__(self, metrics: Metrics, method: str) -> None:
+    __slots__ = ("metrics", "method", "code", "start")
+
+    def __init__(self, metrics: "CallMetrics", method: str) -> None:
         self.metrics = metrics
         self.method = method
         self.code = grpc.StatusCode.OK
         self.start = time.perf_counter()
 
     def finish(self) -> None:
-        elapsed = time.perf_counter() - self.start
-        self.metrics.rpc_requests.labels(method=self.method, code=self.code.name).inc()
-        self.metrics.rpc_duration.labels(method=self.method, code=self.code.name).observe(elapsed)
+        self.metrics.finished(self.method, self.code, time.perf_counter() - self.start)
+
+
+class CallMetrics:
+    """The metric children a call touches, looked up once per label set: `labels()` costs more
+    than the increment itself, and these label sets are few (methods, codes, loaded rule ids)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._calls: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
+        self._decisions: dict[tuple[str, str, str], Any] = {}
+        self._rules: dict[tuple[str, str], Any] = {}
+        self._evaluations: dict[str, Any] = {}
+
+    def finished(self, method: str, code: grpc.StatusCode, elapsed: float) -> None:
+        key = (method, code)
+        children = self._calls.get(key)
+        if children is None:
+            children = self._calls[key] = (self.metrics.rpc_requests.labels(method=method, code=code.name), self.metrics.rpc_duration.labels(method=method, code=code.name))
+        children[0].inc()
+        children[1].observe(elapsed)
+
+    def decided(self, det: Determination, level: str, elapsed: float) -> None:
+        evaluation = self._evaluations.get(det.ruleset)
+        if evaluation is None:
+            evaluation = self._evaluations[det.ruleset] = self.metrics.evaluation_duration.labels(ruleset=det.ruleset)
+        evaluation.observe(elapsed)
+        key = (det.ruleset, det.version, level)
+        decisions = self._decisions.get(key)
+        if decisions is None:
+            decisions = self._decisions[key] = self.metrics.decisions.labels(ruleset=det.ruleset, version=det.version, level=level)
+        decisions.inc()
+        for rule in det.matched_rules:
+            hits = self._rules.get((det.ruleset, rule.id))
+            if hits is None:
+                hits = self._rules[(det.ruleset, rule.id)] = self.metrics.rule_hits.labels(ruleset=det.ruleset, rule=rule.id)
+            hits.inc()
 
 
 class ResponseServicer(pb_grpc.ResponseServiceServicer):
-    def __init__(self, state: RulesState, metrics: Metrics, log_facts: bool = False, max_stream_requests: int = 100_000) -> None:
+    def __init__(self, state: RulesState, metrics: Metrics, log_facts: bool = False, max_stream_requests: int = 100_000, max_message_bytes: int = CLIENT_RECEIVE_LIMIT) -> None:
         self.state = state
+        self.max_answer_bytes = max_message_bytes - ANSWER_FRAMING  # an answer also has to fit a stream response
+        self.max_response_bytes = min(max_message_bytes, CLIENT_RECEIVE_LIMIT)
         self.metrics = metrics
+        self.calls = CallMetrics(metrics)
         self.log_facts = log_facts
         self.max_stream_requests = max_stream_requests
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _book(self) -> RuleBook:
-        book = self.state.book
-        if book is None:
+    def _serving(self) -> Serving:
+        serving = self.state.serving
+        if serving is None:
             raise status.Refusal(status.plain(grpc.StatusCode.UNAVAILABLE, "rules are not loaded yet"))
-        return book
+        return serving
+
+    def _book(self) -> RuleBook:
+        return self._serving().book
 
     @staticmethod
     def _refusal(exc: Exception, method: str) -> grpc.Status:
@@ -117,7 +174,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         return status.plain(grpc.StatusCode.INTERNAL, "internal error; see the service log")
 
     def _guard(self, method: str, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
-        obs = Observed(self.metrics, method)
+        obs = Observed(self.calls, method)
         try:
             return fn()
         except Exception as exc:
@@ -128,26 +185,37 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         finally:
             obs.finish()
 
-    def _determine(self, book: RuleBook, request: pb.DetermineRequest, context: grpc.ServicerContext | None = None) -> pb.Determination:
+    def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> bytes | pb.Determination:
+        """One answer: serialized already, or as a message with explain."""
         _undecodable(request)
-        if context is not None and not context.is_active():  # its deadline passed while it waited
-            raise status.Refusal(status.plain(_ended(context), "the call ended before it was evaluated"))
+        assert isinstance(request, pb.DetermineRequest)
         if not request.HasField("incident") or not request.incident.type:
             raise status.Refusal(status.bad_request("incident.type", "is required"))
         incident = convert.incident_from_proto(request.incident)
         start = time.perf_counter()
-        det = book.determine(incident, request.ruleset, request.version, explain=request.explain)
+        compiled = serving.book.select(incident, request.ruleset, request.version)
+        det = evaluate(serving.book.runtime, compiled, incident, explain=request.explain)
         elapsed = time.perf_counter() - start
         decision_id = str(uuid.uuid4())
-        self._record(det, decision_id, elapsed)
-        return convert.determination_to_proto(det, decision_id, request.explain)
+        codec = serving.codecs[compiled.name]
+        answer: bytes | pb.Determination
+        if request.explain:
+            answer = codec.message(det, decision_id, True)
+            self._check_size(answer.ByteSize())
+        else:
+            answer = codec.wire(det, decision_id)
+            self._check_size(len(answer))
+        self._record(det, decision_id, elapsed)  # only answers that can be sent are decisions
+        return answer
+
+    def _check_size(self, size: int) -> None:
+        """Refuse an answer grpc would not send: it would fail the call after it was counted OK."""
+        if size > self.max_answer_bytes:
+            raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the answer is {size} bytes, over the server's message size limit of {self.max_answer_bytes} (--max-message-bytes)"))
 
     def _record(self, det: Determination, decision_id: str, elapsed: float) -> None:
         level = det.level.code if det.level else "none"
-        self.metrics.evaluation_duration.labels(ruleset=det.ruleset).observe(elapsed)
-        self.metrics.decisions.labels(ruleset=det.ruleset, version=det.version, level=level).inc()
-        for rule in det.matched_rules:
-            self.metrics.rule_hits.labels(ruleset=det.ruleset, rule=rule.id).inc()
+        self.calls.decided(det, level, elapsed)
         fields: dict[str, object] = dict(
             decision_id=decision_id, incident_id=det.incident_id, incident_type=det.incident_type,
             ruleset=det.ruleset, version=det.version, response_level=level, applies=det.applies,
@@ -158,21 +226,50 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         log.info("decision", **fields)
 
     # -- RPCs ----------------------------------------------------------------------------------
-    def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> pb.Determination:
-        return self._guard("Determine", context, lambda: self._determine(self._book(), request, context))
+    def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> bytes | pb.Determination:
+        def answer() -> bytes | pb.Determination:
+            serving = self._serving()
+            if not context.is_active():  # its deadline passed while it waited
+                raise status.Refusal(status.plain(_ended(context), "the call ended before it was evaluated"))
+            return self._determine(serving, request)
 
-    def DetermineStream(self, request_iterator: Iterator[pb.DetermineRequest], context: grpc.ServicerContext) -> Iterator[pb.Determination]:
-        obs = Observed(self.metrics, "DetermineStream")
+        return self._guard("Determine", context, answer)
+
+    def DetermineStream(self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
+        obs = Observed(self.calls, "DetermineStream")
         failure: grpc.Status | None = None
+        count = 0
         try:
-            book = self._book()  # the whole stream answers from one snapshot
-            for count, request in enumerate(request_iterator, 1):
+            serving = self._serving()  # the whole stream answers from one snapshot
+            for batch in request_iterator:
                 if not context.is_active():  # deadline passed or caller gone: evaluate nothing more
                     obs.code = _ended(context)
                     return
-                if count > self.max_stream_requests:
-                    raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
-                yield self._determine(book, request)
+                _undecodable(batch)
+                if len(batch.requests) > MAX_BATCH:
+                    raise status.Refusal(status.bad_request("requests", f"{len(batch.requests)} requests in one message; the limit is {MAX_BATCH}"))
+                answers: list[bytes] = []
+                size = 0
+                try:
+                    for request in batch.requests:
+                        if not context.is_active():  # checked per request: a batch can hold a thousand
+                            obs.code = _ended(context)
+                            return
+                        count += 1
+                        if count > self.max_stream_requests:
+                            raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
+                        answer = self._determine(serving, request)
+                        wire = answer if type(answer) is bytes else answer.SerializeToString()  # type: ignore[union-attr]
+                        if answers and size + len(wire) + ANSWER_FRAMING > self.max_response_bytes:
+                            yield answers_pb.stream_response(answers)  # a batch's answers may need several messages
+                            answers, size = [], 0
+                        answers.append(wire)
+                        size += len(wire) + ANSWER_FRAMING
+                except Exception:
+                    if answers:  # the answers before the refused request still reach the caller
+                        yield answers_pb.stream_response(answers)
+                    raise
+                yield answers_pb.stream_response(answers)
             if not context.is_active():  # a cancel can also end the request iterator quietly
                 obs.code = _ended(context)
         except GeneratorExit:  # grpc closed the stream at a yield: the call ended

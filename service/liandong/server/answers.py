@@ -1,0 +1,201 @@
+"""Answers as liandong.v1 messages, from pieces built once per rule set version.
+
+Answers of one version repeat the same units, groups, rules and levels, so each is converted, and
+serialized, once when the version is loaded (RulesState builds a codec per version before it swaps
+a new rule book in). Explain answers are built as messages from those pieces. Plain answers are
+joined as bytes: protobuf writes a message as its fields' encodings in field-number order, and a
+repeated field as its elements' encodings one after another, so an answer is the concatenation of
+the pieces' bytes in that order, byte-identical to `SerializeToString()` of the same message
+(tests/test_answers.py checks this over thousands of answers). Joining costs a few microseconds
+where building and serializing the message cost a hundred.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from liandong.document.model import Citation
+from liandong.engine.compile import CompiledRuleSet
+from liandong.engine.result import CitationResult, ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
+from liandong.v1 import liandong_pb2 as pb
+
+_FIELDS = pb.Determination.DESCRIPTOR.fields_by_name
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _tag(number: int) -> bytes:
+    """The key of a length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2)
+
+
+_OBLIGATION_TAG = _tag(_FIELDS["obligations"].number)
+_DETERMINATION_TAG = _tag(pb.DetermineStreamResponse.DESCRIPTOR.fields_by_name["determinations"].number)
+
+
+def _wire(**fields: object) -> bytes:
+    """The encoding of some fields of a Determination, written by protobuf itself."""
+    return pb.Determination(**fields).SerializeToString()  # type: ignore[arg-type]
+
+
+def stream_response(answers: Iterable[bytes]) -> bytes:
+    """A DetermineStreamResponse holding already-serialized Determinations."""
+    return b"".join(_DETERMINATION_TAG + _varint(len(a)) + a for a in answers)
+
+
+def citation(c: CitationResult | Citation | None) -> pb.Citation | None:
+    return pb.Citation(document=c.document, clause=c.clause) if c is not None else None
+
+
+def summary(det: Determination) -> str:
+    if not det.applies:
+        return "no rule applies: nothing is required under this plan"
+    parts = []
+    if det.level:
+        parts.append(f"{det.level.code} {det.level.name}")
+    if det.lead:
+        parts.append(f"lead {det.lead.name}")
+    parts.append(f"{len(det.units)} units, {len(det.groups)} groups, {len(det.obligations)} obligations")
+    return "; ".join(parts)
+
+
+def _condition(t: ConditionTrace) -> pb.Condition:
+    return pb.Condition(expression=t.expression, actual=t.actual, holds=t.holds, children=[_condition(c) for c in t.children])
+
+
+def _after_who(o: ObligationResult) -> pb.Obligation:
+    """The fields of an obligation numbered after `who` (within, citation)."""
+    msg = pb.Obligation(citation=citation(o.citation))
+    if o.within_seconds is not None:
+        msg.within.FromSeconds(o.within_seconds)
+    return msg
+
+
+class AnswerCodec:
+    """One compiled rule set version's answer pieces, as messages and as bytes."""
+
+    def __init__(self, compiled: CompiledRuleSet) -> None:
+        prepared, doc = compiled.answers, compiled.document
+        self.units = {i: pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation)) for i, u in prepared.units.items()}
+        self.refs = {i: pb.UnitRef(id=u.id, name=u.name) for i, u in prepared.units.items()}
+        self.groups = {
+            i: pb.Group(id=g.id, name=g.name, lead=self.refs[g.lead.id] if g.lead else None, members=[self.refs[m.id] for m in g.members], duties=g.duties, citation=citation(g.citation))
+            for i, g in prepared.groups.items()
+        }
+        self.rules = {i: pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation)) for i, r in prepared.rules.items()}
+        self.levels = {c: pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation)) for c, lv in prepared.levels.items()}
+
+        self._header = _wire(ruleset=doc.ruleset, version=doc.version, content_hash=doc.content_hash)
+        self._unit_wire = {i: _wire(participating_units=[m]) for i, m in self.units.items()}
+        self._lead_wire = {i: _wire(lead_agency=m) for i, m in self.units.items()}
+        self._group_wire = {i: _wire(groups=[m]) for i, m in self.groups.items()}
+        self._rule_wire = {i: _wire(matched_rules=[m]) for i, m in self.rules.items()}
+        self._level_wire = {c: _wire(level=m) for c, m in self.levels.items()}
+        self._type_wire = {t: _wire(incident_type=t) for t in doc.incident_types}
+        # Obligations owed by every participating unit name a different set of units per answer:
+        # their encoding is written around the answer's units (fields 1-2, then 3, then 4-5).
+        self._by_participants = frozenset(o.id for o in doc.obligations if o.by_participants)
+        self._obligation_wire = {i: _wire(obligations=[self._obligation(o)]) for i, o in prepared.obligations.items() if i not in self._by_participants}
+        self._obligation_ends = {
+            i: (pb.Obligation(id=o.id, text=o.text).SerializeToString(), _after_who(o).SerializeToString())
+            for i, o in prepared.obligations.items() if i in self._by_participants
+        }
+        self._who_wire = {i: pb.Obligation(who=[r]).SerializeToString() for i, r in self.refs.items()}
+        # Values from the document's `then`s; few, so kept as they are first seen.
+        self._tier_wire: dict[str, bytes] = {}
+        self._commanders_wire: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+    def _obligation(self, o: ObligationResult) -> pb.Obligation:
+        msg = _after_who(o)
+        msg.MergeFrom(pb.Obligation(id=o.id, text=o.text, who=[self.refs[w.id] for w in o.who]))
+        return msg
+
+    def _unit(self, u: UnitResult) -> pb.Unit:
+        found = self.units.get(u.id)
+        return found if found is not None else pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation))
+
+    def _rule(self, r: MatchedRule) -> pb.MatchedRule:
+        if r.conditions is None:
+            return self.rules[r.id]
+        return pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), conditions=_condition(r.conditions))
+
+    # -- answers -----------------------------------------------------------------------------------
+    def message(self, det: Determination, decision_id: str, explain: bool) -> pb.Determination:
+        """The answer as a message (explain answers, and the reference for `wire`)."""
+        msg = pb.Determination(
+            decision_id=decision_id,
+            incident_id=det.incident_id,
+            incident_type=det.incident_type,
+            ruleset=det.ruleset,
+            version=det.version,
+            content_hash=det.content_hash,
+            applies=det.applies,
+            summary=summary(det),
+            command_tier=det.command_tier,
+            commanders=[pb.Commander(role=c.role, who=c.who) for c in det.commanders],
+            participating_units=[self._unit(u) for u in det.units],
+            groups=[self.groups[g.id] for g in det.groups],
+            obligations=[self._obligation(o) for o in det.obligations],
+            matched_rules=[self._rule(r) for r in det.matched_rules],
+            unmatched_rules=[self._rule(r) for r in det.unmatched_rules],
+        )
+        if det.level:
+            msg.level.CopyFrom(self.levels[det.level.code])
+        if det.lead:
+            msg.lead_agency.CopyFrom(self._unit(det.lead))
+        if explain:
+            msg.evaluated_facts.update(det.facts)  # type: ignore[arg-type]
+        return msg
+
+    def wire(self, det: Determination, decision_id: str) -> bytes:
+        """A plain (not explain) answer, serialized: the same bytes as `message(...).SerializeToString()`."""
+        parts = [_wire(decision_id=decision_id, incident_id=det.incident_id), self._header, _wire(applies=det.applies, summary=summary(det))]
+        if det.level is not None:
+            parts.append(self._level_wire[det.level.code])
+        if det.command_tier:
+            parts.append(self._tier(det.command_tier))
+        if det.commanders:
+            parts.append(self._commanders(tuple((c.role, c.who) for c in det.commanders)))
+        if det.lead is not None:
+            parts.append(self._lead_wire[det.lead.id])
+        unit_wire = self._unit_wire
+        parts.extend(unit_wire[u.id] for u in det.units)
+        group_wire = self._group_wire
+        parts.extend(group_wire[g.id] for g in det.groups)
+        for o in det.obligations:
+            parts.append(self._obligation_wire[o.id] if o.id not in self._by_participants else self._participants_obligation(o.id, o.who))
+        rule_wire = self._rule_wire
+        parts.extend(rule_wire[r.id] for r in det.matched_rules)
+        type_wire = self._type_wire.get(det.incident_type)
+        parts.append(type_wire if type_wire is not None else _wire(incident_type=det.incident_type))
+        return b"".join(parts)
+
+    def _participants_obligation(self, oid: str, who: Sequence[UnitResult]) -> bytes:
+        head, tail = self._obligation_ends[oid]
+        who_wire = self._who_wire
+        payload = b"".join((head, *(who_wire[w.id] for w in who), tail))
+        return _OBLIGATION_TAG + _varint(len(payload)) + payload
+
+    def _tier(self, tier: str) -> bytes:
+        found = self._tier_wire.get(tier)
+        if found is None:
+            found = self._tier_wire[tier] = _wire(command_tier=tier)
+        return found
+
+    def _commanders(self, key: tuple[tuple[str, str], ...]) -> bytes:
+        found = self._commanders_wire.get(key)
+        if found is None:
+            found = self._commanders_wire[key] = _wire(commanders=[pb.Commander(role=r, who=w) for r, w in key])
+        return found
+
+
+def codecs(compiled: Iterable[CompiledRuleSet]) -> Mapping[str, AnswerCodec]:
+    """A codec for each compiled version, by its durable-rules name (unique per content)."""
+    return {c.name: AnswerCodec(c) for c in compiled}
