@@ -19,14 +19,20 @@ from collections import Counter
 
 import grpc
 
-from bench_common import incident_pool, percentile
+from bench_common import GENERATORS, incident_pool, percentile
 from liandong.client import Client
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 
 
 def requests(ruleset: str, size: int, explain: bool = False) -> list[pb.DetermineRequest]:
-    return [Client.request(t, facts, incident_id=f"bench-{i}", explain=explain) for i, (t, facts) in enumerate(incident_pool(ruleset, size))]
+    """`size` varied incidents of one rule set, or of every bundled one in turn (`all`)."""
+    if ruleset == "all":
+        pools = [incident_pool(r, -(-size // len(GENERATORS))) for r in GENERATORS]
+        pool = [p[i] for i in range(len(pools[0])) for p in pools][:size]
+    else:
+        pool = incident_pool(ruleset, size)
+    return [Client.request(t, facts, incident_id=f"bench-{i}", explain=explain) for i, (t, facts) in enumerate(pool)]
 
 
 async def unary(args: argparse.Namespace) -> dict[str, object]:
@@ -107,14 +113,18 @@ def stream(args: argparse.Namespace) -> dict[str, object]:
         answered = 0
         code = "OK"
         try:
-            for response in stub.DetermineStream(iter(messages), timeout=args.stream_timeout):
-                answered += len(response.determinations)
+            for _ in range(args.repeat):  # one stream after another, each within its own deadline
+                if time.perf_counter() - start > args.max_seconds:
+                    break
+                for response in stub.DetermineStream(iter(messages), timeout=args.stream_timeout):
+                    answered += len(response.determinations)
         except grpc.RpcError as exc:
             code = exc.code().name
         elapsed = time.perf_counter() - start
     return {
         "mode": "stream",
         "count": args.count,
+        "streams": args.repeat,
         "batch_size": args.batch_size,
         "answered": answered,
         "code": code,
@@ -127,7 +137,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["unary", "stream"])
     parser.add_argument("--target", required=True)
-    parser.add_argument("--ruleset", default="fire-linkage")
+    parser.add_argument("--ruleset", default="fire-linkage", help="a bundled rule set, or `all` for each in turn")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--channels", type=int, default=8, help="client channels (connections), at most one per caller")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds (upper bound)")
@@ -137,6 +147,8 @@ def main() -> int:
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--count", type=int, default=10_000, help="stream: incidents in the stream")
     parser.add_argument("--batch-size", type=int, default=100, help="stream: requests per DetermineStreamRequest")
+    parser.add_argument("--repeat", type=int, default=1, help="stream: streams of --count, one after another")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="stream: start no further stream after this long")
     parser.add_argument("--stream-timeout", type=float, default=120.0)
     args = parser.parse_args()
     result = asyncio.run(unary(args)) if args.mode == "unary" else stream(args)

@@ -145,14 +145,21 @@ def main() -> int:
             log(f"  N={n}: throughput x{row['throughput_ratio']}, p99 x{row['p99_ratio']} of the empty handler")
         report["rpc"] = rpc
 
-        log("bulk: DetermineStream with 10 000 incidents")
-        report["stream"] = {name: loadgen(servers[name].target, "stream", "--count", "10000") for name in ("baseline", "liandong")}
+        log("bulk: DetermineStream with 10 000 incidents, 100 a message (and 1 a message, for comparison)")
+        report["stream"] = {name: loadgen(servers[name].target, "stream", "--count", "10000", "--batch-size", "100") for name in ("baseline", "liandong")}
         report["stream"]["ratio"] = ratio(report["stream"]["liandong"]["decisions_per_s"], report["stream"]["baseline"]["decisions_per_s"])
+        report["stream_single"] = {name: loadgen(servers[name].target, "stream", "--count", "10000", "--batch-size", "1") for name in ("baseline", "liandong")}
 
         log("reload: every bundled rule set, idle and under load")
         report["reload"] = reload_figures(liandong, args.quick)
-        decisions_served = sum(r["liandong"]["calls"] for r in rpc.values()) + 10_200 + report["reload"]["under_load"]["calls"]
+        decisions_served = sum(r["liandong"]["calls"] for r in rpc.values()) + 2 * 10_200 + report["reload"]["under_load"]["calls"]
         report["rpc_memory"] = {"rss_before_kib": rss_start, "rss_after_kib": liandong.rss_kib(), "decisions_at_least": decisions_served}
+
+        decisions = 100_000 if args.quick else 1_000_000
+        log(f"memory: {decisions} decisions through the server (DetermineStream, every rule set), after the calls above")
+        warm = liandong.rss_kib()
+        streamed = loadgen(liandong.target, "stream", "--ruleset", "all", "--count", "10000", "--repeat", str(decisions // 10_000), "--max-seconds", "900", timeout=1200)
+        report["server_memory"] = {"rss_before_kib": warm, "rss_after_kib": liandong.rss_kib(), "decisions": streamed["answered"], "seconds": streamed["elapsed_s"], "code": streamed["code"]}
     finally:
         for s in servers.values():
             s.close()
@@ -169,7 +176,6 @@ def main() -> int:
         scaling[f"n{n}_ratio"] = ratio(scaling["workers_2"][f"n{n}"]["throughput_rps"], scaling["workers_1"][f"n{n}"]["throughput_rps"])
     report["scaling"] = scaling
 
-    decisions = 100_000 if args.quick else 1_000_000
     log(f"memory: {decisions} decisions in process")
     report["memory"] = run_json([str(BENCH / "bench_memory.py"), "--decisions", str(decisions), "--max-seconds", "420"], 600)
 
@@ -230,6 +236,10 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append({"target": "engine >= 2x faster than zen-engine on the grading table (median)", "measured": g["speedup_median"], "met": g["speedup_median"] >= 2})
     s = r["stream"]["liandong"]["decisions_per_s"]
     rows.append({"target": "DetermineStream >= 10 000 decisions/s", "measured": s, "met": s >= 10_000})
+    sm = r["server_memory"]
+    growth_mb = (sm["rss_after_kib"] - sm["rss_before_kib"]) / 1024
+    rows.append({"target": f"server RSS growth < 10 MB over 1 000 000 decisions (over gRPC, {sm['decisions']} done)", "measured": round(growth_mb, 2),
+                 "met": growth_mb < 10 and sm["decisions"] >= 1_000_000})
     m = r["memory"]
     growth_mb = m["growth_kib"] / 1024
     rows.append({"target": f"RSS growth < 10 MB over 1 000 000 decisions ({m['path']}, {m['decisions']} done)", "measured": round(growth_mb, 2),
@@ -296,8 +306,16 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## 3. Bulk: DetermineStream, 10 000 fire incidents",
         "",
-        f"- liandong: {st['liandong']['decisions_per_s']} decisions/s ({st['liandong']['elapsed_s']} s, {st['liandong']['answered']} answered, {st['liandong']['code']})",
-        f"- empty-handler baseline: {st['baseline']['decisions_per_s']} /s; ratio {st['ratio']}",
+        "| requests per message | server | decisions/s | seconds | answered | code |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, key in (("100", "stream"), ("1", "stream_single")):
+        for name in ("baseline", "liandong"):
+            x = r[key][name]
+            lines.append(f"| {label} | {name} | {x['decisions_per_s']} | {x['elapsed_s']} | {x['answered']} | {x['code']} |")
+    lines += [
+        "",
+        f"With 100 a message Liandong runs at {st['ratio']} of the empty handler's stream.",
         "",
         "## 4. Memory",
         "",
@@ -307,6 +325,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"- {mem['path']}: {mem['decisions']} decisions in {mem['seconds']} s; RSS {mem['rss_before_kib']} KiB after warm-up, "
         f"{mem['rss_after_kib']} KiB after: growth **{mem['growth_kib'] / 1024:.2f} MB**",
         "- checkpoints (decisions: RSS KiB): " + ", ".join(f"{c['decisions']}: {c['rss_kib']}" for c in mem["checkpoints"]),
+    ]
+    sm = r["server_memory"]
+    lines += [
+        f"- the RPC server, measured after the calls of sections 2, 3 and 5: {sm['decisions']} decisions through DetermineStream (every rule set in turn) in {sm['seconds']} s ({sm['code']}); "
+        f"RSS {sm['rss_before_kib']} KiB -> {sm['rss_after_kib']} KiB: growth **{(sm['rss_after_kib'] - sm['rss_before_kib']) / 1024:.2f} MB**",
     ]
     rm = r["rpc_memory"]
     lines += [
