@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import weakref
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
@@ -201,12 +200,14 @@ def test_enum_lookup_matches_enum_id_when_a_label_is_another_id() -> None:
         assert table.get(word) == spec.enum_id(word)
 
 
-def test_input_tables_follow_the_document_not_its_id(books: list[RuleBook]) -> None:
-    """A table kept under a document's id serves only that very document (ids of dead ones recur)."""
-    doc, other = documents(books)[:2]
-    assert descriptor._inputs(doc) is descriptor._inputs(doc)
-    descriptor._TABLES[id(doc)] = (weakref.ref(other), descriptor._Inputs(other))  # as if `other` had held this id
-    assert descriptor._inputs(doc).names == frozenset(s.name for s in doc.inputs)
+def test_compiled_rule_sets_carry_their_input_table(books: list[RuleBook]) -> None:
+    """Each compiled version checks facts with a table of its own document's inputs, and a table built on the spot checks alike."""
+    for book in books:
+        for name in book.rulesets():
+            for compiled in book.versions(name):
+                doc = compiled.document
+                assert compiled.inputs.names == frozenset(s.name for s in doc.inputs)
+                assert [flag for flag, _ in compiled.inputs.presence] == [descriptor.PRESENT_PREFIX + s.name for s in doc.inputs if s.optional]
 
 
 def test_combine_matches_the_reference_and_shares_results(books: list[RuleBook]) -> None:

@@ -4,6 +4,7 @@ real server on a free loopback port, through the raw stub and through Client.det
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,27 @@ def test_batch_of_exactly_1000_requests_is_answered(stub: pb_grpc.ResponseServic
     assert [len(r.determinations) for r in responses] == [1000]
     assert [a.incident_id for a in responses[0].determinations] == [f"q{n}" for n in range(1000)]
     assert [a.applies for a in responses[0].determinations] == [n % 2 == 1 for n in range(1000)]
+
+
+def test_deadline_inside_a_batch_stops_its_evaluation(server: Service, stub: pb_grpc.ResponseServiceStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deadline that passes while a batch of 1000 requests is being evaluated ends the stream DEADLINE_EXCEEDED before the batch's end: the call is checked per request, not only per message."""
+    slow_ms = 1.0  # each evaluation made 1 ms slower: the batch needs over 1 s, the deadline is 0.2 s
+    original = servicer.ResponseServicer._determine
+
+    def slow(self: servicer.ResponseServicer, serving: Any, req: Any) -> Any:
+        time.sleep(slow_ms / 1000)
+        return original(self, serving, req)
+
+    monkeypatch.setattr(servicer.ResponseServicer, "_determine", slow)
+    reqs = [request("quiet", {"deaths": n % 2}, incident_id=f"q{n}") for n in range(1000)]  # small answers: one response at the end
+    before = decided(server)
+    ended_before = sample(server.registry, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED")
+    with pytest.raises(grpc.RpcError) as caught:
+        for _ in stub.DetermineStream(iter([message(reqs)]), timeout=0.2):
+            pass
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert wait_until(lambda: sample(server.registry, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED") == ended_before + 1, BOUND)
+    assert decided(server) - before < len(reqs) / 2
 
 
 def test_answers_too_big_for_one_message_come_in_several(stub: pb_grpc.ResponseServiceStub) -> None:

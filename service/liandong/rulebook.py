@@ -109,7 +109,7 @@ class RuleBook:
 def evaluate(runtime: DurableRuntime, compiled: CompiledRuleSet, incident: Incident, explain: bool = False) -> Determination:
     """Check the facts, fire the rules in durable-rules, and combine what fired."""
     doc = compiled.document
-    facts = descriptor.normalize(doc, incident.facts)
-    flags = descriptor.presence_flags(doc, facts)
+    facts = descriptor.normalize(doc, incident.facts, compiled.inputs)
+    flags = descriptor.presence_flags(doc, facts, compiled.inputs)
     fired = runtime.fire(compiled.name, {**facts, **flags} if flags else facts)  # fire() only reads the fact
     return combine(compiled.answers, incident, facts, fired, explain)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from liandong.document.model import AllOf, AnyOf, Comparison, Condition, InputRef, Not, RuleSetDocument
 from liandong.document.words import NEGATION
 from liandong.engine.combine import Prepared
-from liandong.engine.descriptor import PRESENT_PREFIX
+from liandong.engine.descriptor import PRESENT_PREFIX, InputTable
 
 Json = dict[str, object]
 
@@ -35,6 +35,7 @@ class CompiledRuleSet:
     name: str  # unique per version and content, since durable-rules cannot replace a ruleset
     rules: dict[str, Json]  # durable-rules rule name -> definition (without the action)
     answers: Prepared  # the document's answer pieces, shared by every evaluation
+    inputs: InputTable  # the document's inputs arranged for checking facts
 
 
 def durable_name(doc: RuleSetDocument) -> str:
@@ -45,7 +46,7 @@ def compile_document(doc: RuleSetDocument) -> CompiledRuleSet:
     optional = frozenset(spec.name for spec in doc.inputs if spec.optional)
     rules: dict[str, Json] = {rule.id: {"all": [{"m": _expr(rule.when, False, optional)}]} for rule in doc.rules}
     rules[ANCHOR_RULE] = {"all": [{"m": {ANCHOR_FIELD: True}}]}
-    return CompiledRuleSet(doc, durable_name(doc), rules, Prepared(doc))
+    return CompiledRuleSet(doc, durable_name(doc), rules, Prepared(doc), InputTable(doc))
 
 
 def _expr(cond: Condition, negate: bool, optional: frozenset[str]) -> Json:

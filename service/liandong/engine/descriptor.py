@@ -7,7 +7,6 @@ an integer input therefore accepts 3.0 as 3, but never 3.5, a bool, NaN or infin
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Mapping
 
 from liandong.document.model import InputSpec, InputType, RuleSetDocument
@@ -86,9 +85,10 @@ def coerce(spec: InputSpec, value: object) -> tuple[object, FieldViolation | Non
     return value, None
 
 
-class _Inputs:
+class InputTable:
     """A document's inputs arranged once for checking facts: most facts are valid, and for those
-    the checks below are a set test and a type test per input instead of scans of the inputs."""
+    the checks below are a set test and a type test per input instead of scans of the inputs.
+    Built with each compiled rule set (CompiledRuleSet.inputs); callers without one get one built."""
 
     __slots__ = ("names", "name_list", "checks", "presence")
 
@@ -108,29 +108,13 @@ def _enum_ids(spec: InputSpec) -> dict[str, str]:
     return ids
 
 
-# Per document, by identity: a document is immutable, and hashing one would cost more than checking
-# its facts. The weak reference tells a live document from a dead one whose id was reused.
-_TABLES: dict[int, tuple[weakref.ref[RuleSetDocument], _Inputs]] = {}
-_TABLES_SIZE = 64  # documents loaded at once are few; reloads leave stale entries, cleared past this
-
-
-def _inputs(doc: RuleSetDocument) -> _Inputs:
-    entry = _TABLES.get(id(doc))
-    if entry is not None and entry[0]() is doc:
-        return entry[1]
-    inputs = _Inputs(doc)
-    if len(_TABLES) >= _TABLES_SIZE:
-        _TABLES.clear()  # clear() is atomic: evicting entries one by one could race between threads
-    _TABLES[id(doc)] = (weakref.ref(doc), inputs)
-    return inputs
-
-
-def normalize(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, object]:
-    """Facts with defaults filled and values canonical; InvalidIncident lists every violation."""
+def normalize(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTable | None = None) -> dict[str, object]:
+    """Facts with defaults filled and values canonical; InvalidIncident lists every violation.
+    `table` is the document's InputTable (built here when not given)."""
     violations: list[FieldViolation] = []
     if len(facts) > MAX_FACTS:
         raise InvalidIncident(doc.ruleset, [FieldViolation("facts", f"{len(facts)} facts; the limit is {MAX_FACTS}", "too_many")])
-    inputs = _inputs(doc)
+    inputs = table if table is not None else InputTable(doc)
     names = inputs.names
     if not names.issuperset(facts):
         for key in facts:
@@ -185,6 +169,6 @@ def normalize(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, ob
     return out
 
 
-def presence_flags(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, bool]:
+def presence_flags(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTable | None = None) -> dict[str, bool]:
     """For each optional input, whether the incident gave it (rules test these, see compile)."""
-    return {flag: name in facts for flag, name in _inputs(doc).presence}
+    return {flag: name in facts for flag, name in (table if table is not None else InputTable(doc)).presence}
