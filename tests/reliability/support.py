@@ -25,7 +25,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from service_support import answers_of, batches, find_event, log_events, scrape, wait_until  # shared with the e2e tests
+from service_support import answers_of, batches, find_event, log_events, request, scrape, wait_until  # shared with the e2e tests
 
 from liandong.engine.runtime import DurableRuntime
 from liandong.server import config
@@ -91,13 +91,6 @@ def in_process(rules_dir: Path, runtime: DurableRuntime, **flags: object) -> Ite
 def sample(svc: Service, name: str, **labels: str) -> float:
     got = svc.registry.get_sample_value(name, labels)
     return float(got) if got is not None else 0.0
-
-
-def request(incident_type: str, facts: Mapping[str, object] | None = None, **fields: object) -> pb.DetermineRequest:
-    req = pb.DetermineRequest(**fields)  # type: ignore[arg-type]
-    req.incident.type = incident_type
-    req.incident.facts.update(dict(facts or {}))
-    return req
 
 
 def bad_request_fields(error: grpc.RpcError) -> list[tuple[str, str]]:
