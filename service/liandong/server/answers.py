@@ -108,18 +108,18 @@ class AnswerCodec:
             for i, o in prepared.obligations.items() if i in self._by_participants
         }
         self._who_wire = {i: pb.Obligation(who=[r]).SerializeToString() for i, r in self.refs.items()}
-        # Values from the document's `then`s; few, so kept as they are first seen.
-        self._tier_wire: dict[str, bytes] = {}
-        self._commanders_wire: dict[tuple[tuple[str, str], ...], bytes] = {}
+        # Tier and commanders come from the document's `then`s (a rule's, or a level's own).
+        thens = [r.then for r in doc.rules] + [lv.then for lv in doc.levels if lv.then is not None]
+        self._tier_wire = {t.command_tier: _wire(command_tier=t.command_tier) for t in thens if t.command_tier}
+        self._commanders_wire = {
+            tuple((c.role, c.who) for c in t.commanders): _wire(commanders=[pb.Commander(role=c.role, who=c.who) for c in t.commanders])
+            for t in thens if t.commanders
+        }
 
     def _obligation(self, o: ObligationResult) -> pb.Obligation:
         msg = _after_who(o)
         msg.MergeFrom(pb.Obligation(id=o.id, text=o.text, who=[self.refs[w.id] for w in o.who]))
         return msg
-
-    def _unit(self, u: UnitResult) -> pb.Unit:
-        found = self.units.get(u.id)
-        return found if found is not None else pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation))
 
     def _rule(self, r: MatchedRule) -> pb.MatchedRule:
         if r.conditions is None:
@@ -140,7 +140,7 @@ class AnswerCodec:
             summary=summary(det),
             command_tier=det.command_tier,
             commanders=[pb.Commander(role=c.role, who=c.who) for c in det.commanders],
-            participating_units=[self._unit(u) for u in det.units],
+            participating_units=[self.units[u.id] for u in det.units],
             groups=[self.groups[g.id] for g in det.groups],
             obligations=[self._obligation(o) for o in det.obligations],
             matched_rules=[self._rule(r) for r in det.matched_rules],
@@ -149,7 +149,7 @@ class AnswerCodec:
         if det.level:
             msg.level.CopyFrom(self.levels[det.level.code])
         if det.lead:
-            msg.lead_agency.CopyFrom(self._unit(det.lead))
+            msg.lead_agency.CopyFrom(self.units[det.lead.id])
         if explain:
             msg.evaluated_facts.update(det.facts)  # type: ignore[arg-type]
         return msg
@@ -160,9 +160,9 @@ class AnswerCodec:
         if det.level is not None:
             parts.append(self._level_wire[det.level.code])
         if det.command_tier:
-            parts.append(self._tier(det.command_tier))
+            parts.append(self._tier_wire[det.command_tier])
         if det.commanders:
-            parts.append(self._commanders(tuple((c.role, c.who) for c in det.commanders)))
+            parts.append(self._commanders_wire[tuple((c.role, c.who) for c in det.commanders)])
         if det.lead is not None:
             parts.append(self._lead_wire[det.lead.id])
         unit_wire = self._unit_wire
@@ -182,18 +182,6 @@ class AnswerCodec:
         who_wire = self._who_wire
         payload = b"".join((head, *(who_wire[w.id] for w in who), tail))
         return _OBLIGATION_TAG + _varint(len(payload)) + payload
-
-    def _tier(self, tier: str) -> bytes:
-        found = self._tier_wire.get(tier)
-        if found is None:
-            found = self._tier_wire[tier] = _wire(command_tier=tier)
-        return found
-
-    def _commanders(self, key: tuple[tuple[str, str], ...]) -> bytes:
-        found = self._commanders_wire.get(key)
-        if found is None:
-            found = self._commanders_wire[key] = _wire(commanders=[pb.Commander(role=r, who=w) for r, w in key])
-        return found
 
 
 def codecs(compiled: Iterable[CompiledRuleSet]) -> Mapping[str, AnswerCodec]:

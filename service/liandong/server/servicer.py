@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import grpc
 import structlog
-from google.protobuf.message import Message
 
 from liandong.engine.result import Determination
 from liandong.errors import EngineFailure, LiandongError, RuleSetNotFound
@@ -53,19 +52,19 @@ def _tolerant(deserialize: Callable[[bytes], object]) -> Callable[[bytes], objec
     return decode
 
 
-def _serialize(response: bytes | Message) -> bytes:
-    """Answers come already serialized (server/answers.py); other responses are messages."""
-    return response if type(response) is bytes else response.SerializeToString()  # type: ignore[union-attr]
+def _as_is(answer: bytes) -> bytes:
+    """Answers leave the servicer serialized already (server/answers.py)."""
+    return answer
 
 
 def register(servicer: "ResponseServicer", server: grpc.Server) -> None:
-    """Serve ResponseService: the generated registration, with tolerant decoding and answers that
-    may arrive as bytes (no interceptor: one would run on every call)."""
-    handlers = {
-        "Determine": grpc.unary_unary_rpc_method_handler(servicer.Determine, _tolerant(pb.DetermineRequest.FromString), _serialize),
-        "DetermineStream": grpc.stream_stream_rpc_method_handler(servicer.DetermineStream, _tolerant(pb.DetermineStreamRequest.FromString), _serialize),
-        "ListRuleSets": grpc.unary_unary_rpc_method_handler(servicer.ListRuleSets, _tolerant(pb.ListRuleSetsRequest.FromString), _serialize),
-        "GetRuleSet": grpc.unary_unary_rpc_method_handler(servicer.GetRuleSet, _tolerant(pb.GetRuleSetRequest.FromString), _serialize),
+    """Serve ResponseService: the generated registration, with tolerant decoding and answers sent
+    as the servicer serialized them (no interceptor: one would run on every call)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Determine": grpc.unary_unary_rpc_method_handler(servicer.Determine, _tolerant(pb.DetermineRequest.FromString), _as_is),
+        "DetermineStream": grpc.stream_stream_rpc_method_handler(servicer.DetermineStream, _tolerant(pb.DetermineStreamRequest.FromString), _as_is),
+        "ListRuleSets": grpc.unary_unary_rpc_method_handler(servicer.ListRuleSets, _tolerant(pb.ListRuleSetsRequest.FromString), pb.ListRuleSetsResponse.SerializeToString),
+        "GetRuleSet": grpc.unary_unary_rpc_method_handler(servicer.GetRuleSet, _tolerant(pb.GetRuleSetRequest.FromString), pb.RuleSet.SerializeToString),
     }
     assert set(handlers) == {m.name for m in pb.DESCRIPTOR.services_by_name["ResponseService"].methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
@@ -146,7 +145,6 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         self.state = state
         self.max_answer_bytes = max_message_bytes - ANSWER_FRAMING  # an answer also has to fit a stream response
         self.max_response_bytes = min(max_message_bytes, CLIENT_RECEIVE_LIMIT)
-        self.metrics = metrics
         self.calls = CallMetrics(metrics)
         self.log_facts = log_facts
         self.max_stream_requests = max_stream_requests
@@ -185,8 +183,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         finally:
             obs.finish()
 
-    def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> bytes | pb.Determination:
-        """One answer: serialized already, or as a message with explain."""
+    def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> bytes:
+        """One answer, serialized: joined from the codec's pieces, or built as a message with explain."""
         _undecodable(request)
         assert isinstance(request, pb.DetermineRequest)
         if not request.HasField("incident") or not request.incident.type:
@@ -198,13 +196,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         elapsed = time.perf_counter() - start
         decision_id = str(uuid.uuid4())
         codec = serving.codecs[compiled.name]
-        answer: bytes | pb.Determination
-        if request.explain:
-            answer = codec.message(det, decision_id, True)
-            self._check_size(answer.ByteSize())
-        else:
-            answer = codec.wire(det, decision_id)
-            self._check_size(len(answer))
+        answer = codec.message(det, decision_id, True).SerializeToString() if request.explain else codec.wire(det, decision_id)
+        self._check_size(len(answer))
         self._record(det, decision_id, elapsed)  # only answers that can be sent are decisions
         return answer
 
@@ -226,8 +219,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         log.info("decision", **fields)
 
     # -- RPCs ----------------------------------------------------------------------------------
-    def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> bytes | pb.Determination:
-        def answer() -> bytes | pb.Determination:
+    def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> bytes:
+        def answer() -> bytes:
             serving = self._serving()
             if not context.is_active():  # its deadline passed while it waited
                 raise status.Refusal(status.plain(_ended(context), "the call ended before it was evaluated"))
@@ -242,9 +235,6 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         try:
             serving = self._serving()  # the whole stream answers from one snapshot
             for batch in request_iterator:
-                if not context.is_active():  # deadline passed or caller gone: evaluate nothing more
-                    obs.code = _ended(context)
-                    return
                 _undecodable(batch)
                 if len(batch.requests) > MAX_BATCH:
                     raise status.Refusal(status.bad_request("requests", f"{len(batch.requests)} requests in one message; the limit is {MAX_BATCH}"))
@@ -252,14 +242,13 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                 size = 0
                 try:
                     for request in batch.requests:
-                        if not context.is_active():  # checked per request: a batch can hold a thousand
+                        if not context.is_active():  # deadline passed or caller gone: evaluate nothing more
                             obs.code = _ended(context)
                             return
                         count += 1
                         if count > self.max_stream_requests:
                             raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
-                        answer = self._determine(serving, request)
-                        wire = answer if type(answer) is bytes else answer.SerializeToString()  # type: ignore[union-attr]
+                        wire = self._determine(serving, request)
                         if answers and size + len(wire) + ANSWER_FRAMING > self.max_response_bytes:
                             yield answers_pb.stream_response(answers)  # a batch's answers may need several messages
                             answers, size = [], 0
