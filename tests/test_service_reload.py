@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from conftest import load_cases
 from liandong.client import Client
 from liandong.engine.runtime import DurableRuntime
-from liandong.server import app
+from liandong.server import reload
 from liandong.server.app import Service
 from liandong.server.reload import ReloadOutcome
 from liandong.v1 import admin_pb2 as apb
@@ -231,14 +231,14 @@ def test_in_flight_stream_finishes_on_the_version_it_started_with(served: Served
 def _watch_baseline(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """An event set once the file watcher has taken its first fingerprint of the rules directory."""
     taken = threading.Event()
-    real = app._fingerprint
+    real = reload.fingerprint
 
     def fingerprint(root: Path) -> object:
         result = real(root)
         taken.set()
         return result
 
-    monkeypatch.setattr(app, "_fingerprint", fingerprint)
+    monkeypatch.setattr(reload, "fingerprint", fingerprint)
     return taken
 
 

@@ -12,13 +12,13 @@ from typing import Any
 import grpc
 import pytest
 
-from liandong import client as client_module
 from liandong.client import Client, InvalidIncident
 from liandong.engine.runtime import DurableRuntime
 from liandong.server import servicer
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
+from liandong.wire import MAX_BATCH
 from service_support import Details, answers_of, channel, copy_bundled, copy_demo, details, request, running, sample, target, wait_until, write_quiet
 
 BOUND = 30.0  # seconds: the most any call or wait below may take
@@ -264,9 +264,16 @@ def spy_on_messages(client: Client) -> list[int]:
     return sent
 
 
-def test_client_limit_matches_the_server() -> None:
-    """The client's largest batch is the server's."""
-    assert client_module.MAX_BATCH == servicer.MAX_BATCH == 1000
+def test_client_largest_batch_is_answered_by_the_server(server: Service) -> None:
+    """determine_many with batch_size at the one shared limit (liandong.wire.MAX_BATCH, 1000) sends a single message of 1000 requests and the server answers every one, in order."""
+    assert MAX_BATCH == 1000
+    reqs = [request("quiet", {"deaths": n % 2}, incident_id=f"q{n}") for n in range(MAX_BATCH)]
+    with Client(target(server), timeout=BOUND) as client:
+        sent = spy_on_messages(client)
+        got = list(client.determine_many(reqs, timeout=BOUND, batch_size=MAX_BATCH))
+    assert sent == [MAX_BATCH]
+    assert [a.incident_id for a in got] == [f"q{n}" for n in range(MAX_BATCH)]
+    assert [a.applies for a in got] == [n % 2 == 1 for n in range(MAX_BATCH)]
 
 
 @pytest.mark.parametrize("size", [0, -1, 1001, 2.5, True])

@@ -24,7 +24,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure, RuleDocumentInvalid
 from liandong.server import app, config
 from liandong.server.app import Service, StartupError
-from liandong.server.tls import channel_credentials
+from liandong.tls import channel_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from reliability.support import ADMIN_TOKEN, DEMO_DIR, LOOPBACK, Certs, answers_of, batches, in_process, make_config, request, scrape, serving, wait_until

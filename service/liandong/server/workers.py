@@ -46,6 +46,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from liandong.server.config import Config
+from liandong.server.metrics import WORKER_RESTARTS, WORKERS
 
 log = structlog.get_logger("liandong.supervisor")
 
@@ -136,8 +137,8 @@ class Supervisor:
         self._backoff: dict[int, float] = {}
         self._signals: list[int] = []
         self.registry = CollectorRegistry()
-        self._live = Gauge("liandong_workers", "Worker processes serving (SERVING reported to the supervisor)", registry=self.registry)
-        self._restarts = Counter("liandong_worker_restarts", "Workers replaced after they died", registry=self.registry)
+        self._live = Gauge(WORKERS, "Worker processes serving (SERVING reported to the supervisor)", registry=self.registry)
+        self._restarts = Counter(WORKER_RESTARTS, "Workers replaced after they died", registry=self.registry)
         self._metrics_httpd: Any = None
 
     def metrics_ports(self) -> list[tuple[int, int]]:
