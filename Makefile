@@ -35,6 +35,9 @@ example: venv
 
 test: venv
 	$(BIN)/liandong rules validate rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layer contract in pyproject.toml
 	$(BIN)/python -m mypy
 	@bash tests/reliability/setup_tools.sh  # npm packages and prometheus for the client tests; never fails
 	$(BIN)/python -m pytest

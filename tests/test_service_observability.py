@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -136,7 +137,7 @@ def test_evaluation_latency_histogram(observed: Observed) -> None:
         ((float(dict(labels)["le"]), v) for (name, labels), v in page.items() if name == "liandong_evaluation_duration_seconds_bucket" and dict(labels).get("ruleset") == "demo"),
     )
     assert [le for le, _ in buckets] == [*names.LATENCY_BUCKETS, float("inf")]
-    assert buckets[-1][1] == count and all(a <= b for (_, a), (_, b) in zip(buckets, buckets[1:]))
+    assert buckets[-1][1] == count and all(a <= b for (_, a), (_, b) in itertools.pairwise(buckets))
     assert (value(page, "liandong_evaluation_duration_seconds_sum", ruleset="demo") or 0) > 0
 
 
@@ -163,11 +164,11 @@ def test_label_values_stay_bounded(observed: Observed) -> None:
     before = label_values()
     junk = [f"zz-caller-{n}" for n in range(10)]
     for word in junk:
-        _refused(lambda: stub.Determine(request("demo", {}, ruleset=word), timeout=10))
-        _refused(lambda: stub.Determine(request("demo", {}, version=word), timeout=10))
-        _refused(lambda: stub.Determine(request(word, {}), timeout=10))
-        _refused(lambda: stub.Determine(request("demo", {"status": word, word: 1}), timeout=10))
-        _refused(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=word, version=word), timeout=10))
+        _refused(lambda word=word: stub.Determine(request("demo", {}, ruleset=word), timeout=10))
+        _refused(lambda word=word: stub.Determine(request("demo", {}, version=word), timeout=10))
+        _refused(lambda word=word: stub.Determine(request(word, {}), timeout=10))
+        _refused(lambda word=word: stub.Determine(request("demo", {"status": word, word: 1}), timeout=10))
+        _refused(lambda word=word: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=word, version=word), timeout=10))
     text = scrape(observed.svc.metrics_port)
     assert "zz-caller" not in text
     new = label_values() - before

@@ -93,7 +93,7 @@ def test_batches_of_different_sizes_get_one_response_each_with_determines_answer
     reqs[3] = request("quiet", {}, incident_id="quiet-in-second")
     reqs[5] = request("fire", {"deaths": 12, "hazardous_materials": True}, incident_id="fire-in-second", explain=True)
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    messages = [message(reqs[s:s + n]) for s, n in zip(starts, sizes)]
+    messages = [message(reqs[s:s + n]) for s, n in zip(starts, sizes, strict=True)]
     responses, error = stream(stub, messages)
     assert error is None
     assert [len(r.determinations) for r in responses] == list(sizes)

@@ -72,7 +72,7 @@ def oracle(tmp_path: Path, runtime: DurableRuntime) -> dict[str, list[tuple[obje
         expected[book.versions("demo")[0].document.content_hash] = answers
     assert len(expected) == 2
     a, b = expected.values()
-    differ = sum(x != y for x, y in zip(a, b))
+    differ = sum(x != y for x, y in zip(a, b, strict=True))
     print(f"\nthe two variants answer {differ} of {len(FACTS)} incidents differently")
     assert differ >= 6  # the variants really answer differently
     return expected
@@ -124,7 +124,7 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
                             results.inconsistent.append(f"stream of {len(picks)} got {len(answers)} answers")
                         if len({a.content_hash for a in answers}) != 1:
                             results.inconsistent.append("one stream answered from two snapshots")
-                        for i, a in zip(picks, answers):
+                        for i, a in zip(picks, answers, strict=True):
                             results.answers[a.content_hash] += 1
                             want = expected.get(a.content_hash)
                             if want is None or want[i] != of_answer(a) or a.version != "2024.1":

@@ -135,7 +135,7 @@ class Prepared:
             groups = tuple(r for i, r in enumerate(self.groups.values()) if self._group_bit(i) & bits)
             obligations = tuple(
                 (ObligationResult(r.id, r.text, units, r.within_seconds, r.within_text, r.citation) if o.by_participants else r)
-                for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values()))
+                for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values(), strict=True))
                 if self._obligation_bit(i) & bits
             )
             found = (units, groups, obligations)

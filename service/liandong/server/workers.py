@@ -28,6 +28,7 @@ Workers exit when the supervisor goes away (they watch their pipe to it).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -173,10 +174,8 @@ class Supervisor:
         for w in list(self._workers.values()):
             # A worker sets its handlers before it reports ready; before that a signal would kill it.
             if w.process.is_alive() and (w.ready or sig in (signal.SIGTERM, signal.SIGKILL)):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(w.process.pid, sig)
-                except ProcessLookupError:
-                    pass
 
     def _waitables(self) -> list[Any]:
         out: list[Any] = [w.process.sentinel for w in self._workers.values()]
