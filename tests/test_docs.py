@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
+from support.data import ROOT
 from liandong import docs
 from liandong.cli import build_parser
 from liandong.server.config import HELP, env_name

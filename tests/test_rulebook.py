@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO
+from support.data import DEMO
 from liandong.document.load import load_tree
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime

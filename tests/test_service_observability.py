@@ -19,7 +19,11 @@ from liandong.server import metrics as names
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import answers_of, batches, canonical_hash, channel, copy_demo, request, running, sample, samples, scrape, target, value, wait_until, write_quiet
+from support.messages import answers_of, batches, request
+from support.metrics import sample, samples, scrape, value
+from support.processes import wait_until
+from support.rules import canonical_hash, copy_demo, write_quiet
+from support.servers import LOOPBACK, channel, running, target
 
 
 @dataclass
@@ -37,7 +41,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) 
     copy_demo(rules)
     registry = CollectorRegistry()
     started = time.time()
-    with running(rules, runtime, registry) as svc, channel(target(svc)) as ch:
+    with running(rules, runtime, registry, metrics_listen=f"{LOOPBACK}:0") as svc, channel(target(svc)) as ch:
         yield Observed(svc, registry, pb_grpc.ResponseServiceStub(ch), rules, started)  # type: ignore[no-untyped-call]
 
 

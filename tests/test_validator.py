@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import DEMO, load_cases
+from support.data import DEMO, load_cases
 from liandong.document.model import RuleSetDocument
 from liandong.errors import RuleDocumentInvalid
 
