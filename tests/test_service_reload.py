@@ -151,9 +151,11 @@ def test_reloads_during_calls_cause_no_errors(served: Served) -> None:
     stop = threading.Event()
 
     def caller() -> None:
-        deadline = time.monotonic() + 8
+        # Calls until the test has seen answers after the last reload: bounded in count and time, but
+        # not so tightly that a fast caller runs out before slow reloads end.
+        deadline = time.monotonic() + 60
         with Client(target(served.svc), timeout=10, retries=0) as client:
-            for n in range(300):
+            for n in range(50_000):
                 if stop.is_set() or time.monotonic() > deadline:
                     return
                 deaths = n % 12

@@ -4,8 +4,6 @@ call with a documented code, and the service keeps answering afterwards."""
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -18,7 +16,7 @@ from liandong.server.config import Config
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from support.data import ROOT
-from support.messages import answers_of, batches, request
+from support.messages import HeldStream, answers_of, batches, request
 from support.metrics import sample
 from support.processes import wait_until
 from support.servers import LOOPBACK, running
@@ -36,34 +34,11 @@ def still_answers(stub: pb_grpc.ResponseServiceStub) -> bool:
     return bool(stub.Determine(request("demo", {"deaths": 3}), timeout=10).level.code == "III")
 
 
-class HeldStream:
-    """A DetermineStream that sends one request and then holds the call open until released."""
-
-    def __init__(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        self.release = threading.Event()
-        self.answers: list[pb.Determination] = []
-        self.error: grpc.RpcError | None = None
-        self.first = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(stub,), daemon=True)
-        self.thread.start()
-
-    def _requests(self) -> Iterator[pb.DetermineRequest]:
-        yield request("demo", {"deaths": 1})
-        self.release.wait(BOUND)
-
-    def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        try:
-            for answer in answers_of(stub.DetermineStream(batches(self._requests()), timeout=BOUND)):
-                self.answers.append(answer)
-                self.first.set()
-        except grpc.RpcError as error:
-            self.error = error
-        finally:
-            self.first.set()
-
-    def close(self) -> None:
-        self.release.set()
-        self.thread.join(BOUND)
+def held_open(stub: pb_grpc.ResponseServiceStub) -> HeldStream:
+    """A DetermineStream that has sent one request and is held open until closed."""
+    held = HeldStream(stub, timeout=BOUND)
+    held.send(request("demo", {"deaths": 1}))
+    return held
 
 
 def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: DurableRuntime) -> None:
@@ -149,7 +124,7 @@ def test_concurrency_is_limited(rules_dir: Path, runtime: DurableRuntime) -> Non
     with running(rules_dir, runtime, max_concurrent_rpcs=2) as svc:
         channel, stub = stub_for(svc)
         with channel:
-            held = [HeldStream(stub) for _ in range(2)]
+            held = [held_open(stub) for _ in range(2)]
             try:
                 assert all(h.first.wait(BOUND) and h.answers for h in held)
                 with pytest.raises(grpc.RpcError) as caught:
@@ -157,7 +132,7 @@ def test_concurrency_is_limited(rules_dir: Path, runtime: DurableRuntime) -> Non
                 assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             finally:
                 for h in held:
-                    h.close()
+                    h.close(BOUND)
             assert all(h.error is None and len(h.answers) == 1 for h in held)
             assert wait_until(lambda: still_answers_quietly(stub), BOUND)
 
@@ -174,14 +149,14 @@ def test_call_queued_past_its_deadline_is_never_evaluated(rules_dir: Path, runti
     with running(rules_dir, runtime, max_workers=1) as svc:
         channel, stub = stub_for(svc)
         with channel:
-            held = HeldStream(stub)  # occupies the one worker thread
+            held = held_open(stub)  # occupies the one worker thread
             try:
                 assert held.first.wait(BOUND) and held.answers
                 with pytest.raises(grpc.RpcError) as caught:
                     stub.Determine(request("demo", {"deaths": 30}), timeout=0.3)
                 assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             finally:
-                held.close()
+                held.close(BOUND)
             assert held.error is None
             assert still_answers(stub)  # the worker is free again and has run whatever was queued
             assert sample(svc.registry, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0  # deaths=30 was never decided

@@ -3,12 +3,10 @@ the rules reload every second, and SIGTERM while calls are in flight."""
 
 from __future__ import annotations
 
-import queue
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,7 +18,7 @@ from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from support.data import DEMO_DIR
-from support.messages import answers_of, batches, request
+from support.messages import HeldStream, answers_of, batches, request
 from support.metrics import metric, scrape
 from support.processes import Serve, serving, wait_until
 from support.rules import copy_demo, replace_once, write_atomically
@@ -174,40 +172,6 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
     assert metric(page, "liandong_reloads_total", outcome="success", trigger="admin") == len(reloads)
 
 
-class HeldStream:
-    """A DetermineStream whose requests the test sends one by one, so it stays in flight."""
-
-    def __init__(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        self.outbox: queue.Queue[pb.DetermineRequest | None] = queue.Queue()
-        self.answers: list[pb.Determination] = []
-        self.error: grpc.RpcError | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(stub,), daemon=True)
-        self.thread.start()
-
-    def _requests(self) -> Iterator[pb.DetermineRequest]:
-        while True:
-            item = self.outbox.get(timeout=60)
-            if item is None:
-                return
-            yield item
-
-    def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        try:
-            for answer in answers_of(stub.DetermineStream(batches(self._requests()), timeout=90)):
-                self.answers.append(answer)
-        except grpc.RpcError as error:
-            self.error = error
-        finally:
-            self.done.set()
-
-    def send(self, deaths: int) -> None:
-        self.outbox.put(request("demo", {"deaths": deaths}))
-
-    def finish(self) -> None:
-        self.outbox.put(None)
-
-
 def new_call_code(target: str) -> grpc.StatusCode:
     """How a call from a new caller ends."""
     with grpc.insecure_channel(target) as fresh:
@@ -232,7 +196,7 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
         channel = grpc.insecure_channel(server.target)
         held = [HeldStream(pb_grpc.ResponseServiceStub(channel)) for _ in range(4)]  # type: ignore[no-untyped-call]
         for h in held:
-            h.send(3)
+            h.send(request("demo", {"deaths": 3}))
         assert wait_until(lambda: all(len(h.answers) == 1 for h in held), 30)
 
         def load() -> None:
@@ -263,7 +227,7 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
                 codes["OK"] += probes.count(grpc.StatusCode.OK)  # (a probe that got in before the port closed was answered)
             for h in held:  # the streams that were in flight carry on through the drain
                 for deaths in (0, 3, 10, 2, 9):
-                    h.send(deaths)
+                    h.send(request("demo", {"deaths": deaths}))
                 h.finish()
             assert all(h.done.wait(60) for h in held)
         finally:

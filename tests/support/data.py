@@ -12,6 +12,7 @@ DATA = TESTS / "data"
 CASES = TESTS / "cases"
 DEMO_DIR = DATA / "rules" / "demo"  # the demo rule set the tests are written against
 DEMO = DEMO_DIR / "2024.1.yaml"
+DEMO_TEXT = DEMO.read_text(encoding="utf-8")  # the text tests edit into variants of the demo document
 BUNDLED = ROOT / "rules"  # the rule sets the project ships
 
 
