@@ -35,13 +35,16 @@ example: venv
 
 test: venv
 	$(BIN)/liandong rules validate rules
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layer contract in pyproject.toml
 	$(BIN)/python -m mypy
 	@bash tests/reliability/setup_tools.sh  # npm packages and prometheus for the client tests; never fails
 	$(BIN)/python -m pytest
 
-# Regenerate the README's tables of inputs from the bundled documents.
+# Regenerate the tables of inputs in rules/README.md from the bundled documents.
 docs: venv
-	$(BIN)/python -m liandong.docs README.md rules
+	$(BIN)/python -m liandong.docs rules/README.md rules
 
 # Benchmarks (not tests): bench-out/report.md and report.json; docs/performance.md is one such run.
 # Installs the `bench` extra (zen-engine, py-spy, pyinstrument). BENCH_ARGS=--quick for a smoke run.

@@ -12,7 +12,7 @@ from liandong.rulebook import RuleBook
 from liandong.server import answers
 from liandong.server.answers import AnswerCodec
 from liandong.v1 import liandong_pb2 as pb
-from service_support import BUNDLED_RULES
+from support.data import BUNDLED
 
 INCIDENTS_PER_RULESET = 600
 
@@ -54,7 +54,7 @@ def _facts(ruleset: str, rng: random.Random) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def book(runtime: DurableRuntime) -> RuleBook:
-    return RuleBook.load(BUNDLED_RULES, runtime)
+    return RuleBook.load(BUNDLED, runtime)
 
 
 @pytest.mark.parametrize("ruleset", ["fire-linkage", "flood-control", "township-mass-incident"])

@@ -6,18 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from support.data import BUNDLED, ROOT
 from liandong.document.load import document_paths, load_tree
 from liandong.engine.runtime import DurableRuntime
 from liandong.fixtures import CaseResult, fixture_path, load_fixtures, run_case
 from liandong.rulebook import RuleBook
 
-RULES = ROOT / "rules"
-BUNDLED = ("fire-linkage", "township-mass-incident", "flood-control")
+BUNDLED_RULE_SETS = ("fire-linkage", "township-mass-incident", "flood-control")
 
 
 def _cases() -> list[tuple[Path, str]]:
-    paths, _ = document_paths(RULES)
+    paths, _ = document_paths(BUNDLED)
     out = []
     for path in paths:
         fixtures = fixture_path(path)
@@ -31,20 +30,20 @@ CASES = _cases()
 
 @pytest.fixture(scope="module")
 def book(runtime: DurableRuntime) -> RuleBook:
-    return RuleBook.load(RULES, runtime)
+    return RuleBook.load(BUNDLED, runtime)
 
 
 def test_bundled_rulesets_load() -> None:
     """The three plans named in the design load, each with fixtures beside it."""
-    docs = load_tree(RULES)
-    assert sorted({d.ruleset for d in docs}) == sorted(BUNDLED)
+    docs = load_tree(BUNDLED)
+    assert sorted({d.ruleset for d in docs}) == sorted(BUNDLED_RULE_SETS)
     for doc in docs:
         assert fixture_path(Path(doc.path)).exists() or fixture_path(ROOT / doc.path).exists()
 
 
 def test_every_rule_has_a_fixture_that_fires_it(book: RuleBook) -> None:
     """Fixtures cover every rule of every bundled document: each rule fires in at least one case."""
-    paths, _ = document_paths(RULES)
+    paths, _ = document_paths(BUNDLED)
     for path in paths:
         fixture = load_fixtures(fixture_path(path))
         compiled = next(c for c in book.versions(fixture.ruleset) if c.document.version == fixture.version)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import load_cases
+from support.data import load_cases
 from liandong.engine.result import Incident
 from liandong.errors import InvalidIncident
 from liandong.rulebook import RuleBook

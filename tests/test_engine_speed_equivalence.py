@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import DATA, ROOT
+from support.data import BUNDLED, DATA
 from liandong.document.model import EnumValue, InputSpec, InputType, Level, Pos, Rule, RuleSetDocument
 from liandong.engine import combine as combine_module
 from liandong.engine import descriptor, trace
@@ -27,9 +27,6 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure, FieldViolation, InvalidIncident
 from liandong.rulebook import RuleBook
 from liandong.suggest import closest
-
-RULES = ROOT / "rules"
-
 
 # -- the references ----------------------------------------------------------------------------------
 def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False) -> Determination:
@@ -63,7 +60,7 @@ def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str
     def matched(rule: Rule) -> MatchedRule:
         if not explain:
             return prepared.rules[rule.id]
-        return MatchedRule(rule.id, rule.title, combine_module._citation(rule.citation), trace.evaluate(rule.when, facts))
+        return MatchedRule(rule.id, rule.title, rule.citation, trace.evaluate(rule.when, facts))
 
     matched_rules = tuple(matched(r) for r in fired_rules)
     unmatched: tuple[MatchedRule, ...] = ()
@@ -138,7 +135,7 @@ def outcome(fn: Callable[..., object], *args: object) -> object:
 # -- inputs ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def books(runtime: DurableRuntime) -> list[RuleBook]:
-    return [RuleBook.load(RULES, runtime), RuleBook.load(DATA / "rules", runtime)]
+    return [RuleBook.load(BUNDLED, runtime), RuleBook.load(DATA / "rules", runtime)]
 
 
 def documents(books: list[RuleBook]) -> list[RuleSetDocument]:
@@ -257,7 +254,7 @@ def test_combine_with_explain_matches_the_reference(books: list[RuleBook]) -> No
 
 def test_pieces_store_stays_bounded() -> None:
     """Past its size the store of answer pieces starts afresh rather than growing."""
-    doc = RuleBook.load(RULES, DurableRuntime()).active("fire-linkage").document
+    doc = RuleBook.load(BUNDLED, DurableRuntime()).active("fire-linkage").document
     prepared = Prepared(doc)
     for bits in range(combine_module.PIECES_CACHE_SIZE + 10):
         prepared.pieces(bits)

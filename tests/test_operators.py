@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import load_cases
+from support.data import load_cases
 from liandong.document.load import parse_document
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime

@@ -9,11 +9,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from conftest import DATA, ROOT
+from support.data import DATA, ROOT
+from support.servers import running
 from liandong.engine.runtime import DurableRuntime
-from liandong.server import config
 from liandong.server.app import Service
 
 
@@ -30,11 +29,9 @@ replay = _load_replay()
 
 @pytest.fixture(scope="module")
 def server(runtime: DurableRuntime) -> Iterator[Service]:
-    cfg = config.load({"listen": "127.0.0.1:0", "metrics_listen": "", "rules_dir": str(DATA / "rules")}, env={})
-    svc = Service(cfg, registry=CollectorRegistry(), runtime=runtime)
-    svc.start()
-    yield svc
-    svc.stop(0)
+    """A service over tests/data/rules (the demo rule set), which the replayed incidents are written for."""
+    with running(DATA / "rules", runtime) as svc:
+        yield svc
 
 
 def test_replay_answers_in_order(server: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,18 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEMO
+from support.data import DEMO_TEXT
 from liandong.document.load import load_tree
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import AmbiguousIncidentType, RuleDocumentInvalid, RuleSetNotFound, UnknownIncidentType
 from liandong.rulebook import RuleBook
 
-BASE = DEMO.read_text(encoding="utf-8")
 
 
 def write_version(root: Path, version: str, effective_from: str, *, ruleset: str = "demo", types: str = "[demo]", extra: str = "") -> Path:
-    text = BASE.replace('version: "2024.1"', f'version: "{version}"').replace("effective_from: 2024-01-01", f"effective_from: {effective_from}{extra}")
+    text = DEMO_TEXT.replace('version: "2024.1"', f'version: "{version}"').replace("effective_from: 2024-01-01", f"effective_from: {effective_from}{extra}")
     text = text.replace("ruleset: demo", f"ruleset: {ruleset}").replace("incident_types: [demo]", f"incident_types: {types}")
     path = root / ruleset / f"{version}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

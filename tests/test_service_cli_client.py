@@ -10,15 +10,11 @@ import pytest
 
 from liandong.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, main
 from liandong.server.app import Service
-from service_support import LOOPBACK, canonical_hash, copy_bundled, copy_demo, target
+from support.rules import canonical_hash
+from support.servers import LOOPBACK, target
 
 
-@pytest.fixture(scope="module")
-def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cli-rules")
-    copy_bundled(root, "fire-linkage")
-    copy_demo(root)
-    return root
+RULE_SETS = ("fire-linkage", "demo")  # the module's rules directory (conftest.py `rules_dir`)
 
 
 def test_determine_prints_a_readable_determination(server: Service, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,14 +12,18 @@ import grpc
 import pytest
 import structlog.testing
 
-from conftest import load_cases
+from support.data import load_cases
 from liandong import errors
 from liandong.client import Client, ServiceError
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import Details, answers_of, batches, channel, copy_bundled, copy_demo, details, request, running, sample, target
+from support.messages import answers_of, batches, request
+from support.metrics import sample
+from support.rules import copy_demo
+from support.servers import channel, running, target
+from support.status import Details, details
 
 CASES = load_cases("service_errors.yaml")
 CLIENT_ERRORS: dict[str, type[errors.LiandongError]] = {
@@ -31,13 +35,7 @@ CLIENT_ERRORS: dict[str, type[errors.LiandongError]] = {
 NO_TRACE = ("Traceback", 'File "', "raise ", "Error(")
 
 
-@pytest.fixture(scope="module")
-def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fire-linkage and demo rule sets; `server` and `stub` come from service_support."""
-    root = tmp_path_factory.mktemp("error-rules")
-    copy_bundled(root, "fire-linkage")
-    copy_demo(root)
-    return root
+RULE_SETS = ("fire-linkage", "demo")  # the module's rules directory (conftest.py `rules_dir`)
 
 
 def _request(case: dict[str, Any]) -> pb.DetermineRequest:

@@ -22,28 +22,12 @@ from liandong.server.app import Service, StartupError
 from liandong.server.reload import ReloadOutcome
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import (
-    ADMIN_SERVICE,
-    ADMIN_TOKEN,
-    HEALTH_SERVICE,
-    NOT_SERVING,
-    RESPONSE_SERVICE,
-    SERVING,
-    ServeProcess,
-    answers_of,
-    batches,
-    channel,
-    copy_demo,
-    details,
-    edit,
-    health_status,
-    make_config,
-    request,
-    running,
-    sample,
-    target,
-    wait_until,
-)
+from support.messages import answers_of, batches, request
+from support.metrics import sample
+from support.processes import Serve, wait_until
+from support.rules import copy_demo, edit
+from support.servers import ADMIN_SERVICE, ADMIN_TOKEN, HEALTH_SERVICE, LOOPBACK, NOT_SERVING, RESPONSE_SERVICE, SERVING, channel, health_status, make_config, running, target
+from support.status import details
 
 
 # -- health ----------------------------------------------------------------------------------------------
@@ -155,7 +139,7 @@ def test_invalid_rules_dir_fails_start(tmp_path: Path, runtime: DurableRuntime, 
     rules = tmp_path / "rules"
     rules.mkdir()
     words = breaker(rules)  # type: ignore[operator]
-    svc = Service(make_config(rules), registry=CollectorRegistry(), runtime=runtime)
+    svc = Service(make_config(rules, metrics_listen=f"{LOOPBACK}:0"), registry=CollectorRegistry(), runtime=runtime)
     try:
         with pytest.raises(StartupError) as caught:
             svc.start()
@@ -191,7 +175,7 @@ def test_serve_with_invalid_rules_dir_exits_nonzero(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     words = _break_document(rules)
-    proc = ServeProcess(tmp_path, "--rules-dir", str(rules))
+    proc = Serve(tmp_path, "--rules-dir", str(rules), metrics=False)
     try:
         assert proc.wait(timeout=30) == 1
         failed = proc.event("startup_failed")
@@ -245,9 +229,9 @@ def test_sigterm_drains_in_flight_stream_and_exits_zero(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     copy_demo(rules)
-    proc = ServeProcess(tmp_path, env={"LIANDONG_RULES_DIR": str(rules), "LIANDONG_GRACE_SECONDS": "15"})
+    proc = Serve(tmp_path, env={"LIANDONG_RULES_DIR": str(rules), "LIANDONG_GRACE_SECONDS": "15"}, metrics=False)
     try:
-        proc.wait_listening()
+        proc.wait_serving()
         with channel(proc.target) as ch:
             stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
             release = threading.Event()
@@ -277,7 +261,7 @@ def test_sigterm_drains_in_flight_stream_and_exits_zero(tmp_path: Path) -> None:
             try:
                 assert next(watch).status == SERVING
                 assert wait_until(lambda: len(answers) >= 60, 20), f"only {len(answers)} answers before SIGTERM"
-                proc.signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
                 assert next(watch).status == NOT_SERVING  # draining, with the stream still open
             finally:
                 watch.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,11 @@ from liandong.server import metrics as names
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import answers_of, batches, canonical_hash, channel, copy_demo, request, running, sample, samples, scrape, target, value, wait_until, write_quiet
+from support.messages import answers_of, batches, request
+from support.metrics import sample, samples, scrape, value
+from support.processes import wait_until
+from support.rules import canonical_hash, copy_demo, write_quiet
+from support.servers import LOOPBACK, channel, running, target
 
 
 @dataclass
@@ -36,7 +41,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) 
     copy_demo(rules)
     registry = CollectorRegistry()
     started = time.time()
-    with running(rules, runtime, registry) as svc, channel(target(svc)) as ch:
+    with running(rules, runtime, registry, metrics_listen=f"{LOOPBACK}:0") as svc, channel(target(svc)) as ch:
         yield Observed(svc, registry, pb_grpc.ResponseServiceStub(ch), rules, started)  # type: ignore[no-untyped-call]
 
 
@@ -136,7 +141,7 @@ def test_evaluation_latency_histogram(observed: Observed) -> None:
         ((float(dict(labels)["le"]), v) for (name, labels), v in page.items() if name == "liandong_evaluation_duration_seconds_bucket" and dict(labels).get("ruleset") == "demo"),
     )
     assert [le for le, _ in buckets] == [*names.LATENCY_BUCKETS, float("inf")]
-    assert buckets[-1][1] == count and all(a <= b for (_, a), (_, b) in zip(buckets, buckets[1:]))
+    assert buckets[-1][1] == count and all(a <= b for (_, a), (_, b) in itertools.pairwise(buckets))
     assert (value(page, "liandong_evaluation_duration_seconds_sum", ruleset="demo") or 0) > 0
 
 
@@ -163,11 +168,11 @@ def test_label_values_stay_bounded(observed: Observed) -> None:
     before = label_values()
     junk = [f"zz-caller-{n}" for n in range(10)]
     for word in junk:
-        _refused(lambda: stub.Determine(request("demo", {}, ruleset=word), timeout=10))
-        _refused(lambda: stub.Determine(request("demo", {}, version=word), timeout=10))
-        _refused(lambda: stub.Determine(request(word, {}), timeout=10))
-        _refused(lambda: stub.Determine(request("demo", {"status": word, word: 1}), timeout=10))
-        _refused(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=word, version=word), timeout=10))
+        _refused(lambda word=word: stub.Determine(request("demo", {}, ruleset=word), timeout=10))
+        _refused(lambda word=word: stub.Determine(request("demo", {}, version=word), timeout=10))
+        _refused(lambda word=word: stub.Determine(request(word, {}), timeout=10))
+        _refused(lambda word=word: stub.Determine(request("demo", {"status": word, word: 1}), timeout=10))
+        _refused(lambda word=word: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=word, version=word), timeout=10))
     text = scrape(observed.svc.metrics_port)
     assert "zz-caller" not in text
     new = label_values() - before

@@ -16,33 +16,21 @@ import pytest
 import structlog.testing
 from prometheus_client import CollectorRegistry
 
-from conftest import load_cases
+from support.data import load_cases
 from liandong.client import Client
 from liandong.engine.runtime import DurableRuntime
-from liandong.server import app
+from liandong.server import reload
 from liandong.server.app import Service
 from liandong.server.reload import ReloadOutcome
 from liandong.v1 import admin_pb2 as apb
 from liandong.v1 import admin_pb2_grpc as apb_grpc
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import (
-    ADMIN_TOKEN,
-    ServeProcess,
-    answers_of,
-    batches,
-    canonical_hash,
-    channel,
-    copy_bundled,
-    copy_demo,
-    edit,
-    make_config,
-    request,
-    running,
-    sample,
-    target,
-    wait_until,
-)
+from support.messages import answers_of, batches, request
+from support.metrics import sample
+from support.processes import Serve, wait_until
+from support.rules import canonical_hash, copy_bundled, copy_demo, edit
+from support.servers import ADMIN_TOKEN, channel, make_config, running, target
 
 AUTH = [("authorization", f"Bearer {ADMIN_TOKEN}")]
 BAD_RELOADS = load_cases("service_bad_reloads.yaml")
@@ -163,9 +151,11 @@ def test_reloads_during_calls_cause_no_errors(served: Served) -> None:
     stop = threading.Event()
 
     def caller() -> None:
-        deadline = time.monotonic() + 8
+        # Calls until the test has seen answers after the last reload: bounded in count and time, but
+        # not so tightly that a fast caller runs out before slow reloads end.
+        deadline = time.monotonic() + 60
         with Client(target(served.svc), timeout=10, retries=0) as client:
-            for n in range(300):
+            for n in range(50_000):
                 if stop.is_set() or time.monotonic() > deadline:
                     return
                 deaths = n % 12
@@ -231,14 +221,14 @@ def test_in_flight_stream_finishes_on_the_version_it_started_with(served: Served
 def _watch_baseline(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """An event set once the file watcher has taken its first fingerprint of the rules directory."""
     taken = threading.Event()
-    real = app._fingerprint
+    real = reload.fingerprint
 
     def fingerprint(root: Path) -> object:
         result = real(root)
         taken.set()
         return result
 
-    monkeypatch.setattr(app, "_fingerprint", fingerprint)
+    monkeypatch.setattr(reload, "fingerprint", fingerprint)
     return taken
 
 
@@ -288,18 +278,18 @@ def test_sighup_reloads_a_serving_process(tmp_path: Path) -> None:
     rules.mkdir()
     copy_demo(rules)
     document = rules / "demo" / "2024.1.yaml"
-    proc = ServeProcess(tmp_path, "--rules-dir", str(rules), "--admin-token", ADMIN_TOKEN)
+    proc = Serve(tmp_path, "--rules-dir", str(rules), "--admin-token", ADMIN_TOKEN, metrics=False)
     try:
-        proc.wait_listening()
+        proc.wait_serving()
         proc.wait_handles(signal.SIGHUP)
         with Client(proc.target, timeout=10) as client:
             assert client.determine("demo", {"deaths": 3}).content_hash == canonical_hash(document)
             new = retitle(document, "测试预案(信号)")
-            proc.signal(signal.SIGHUP)
+            proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: client.determine("demo", {"deaths": 3}).content_hash == new, 15), proc.log()
             assert proc.event("rules_reloaded", trigger="signal") is not None
             edit(document, "units: [chem]", "units: [chemm]")
-            proc.signal(signal.SIGHUP)
+            proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: proc.event("rules_reload_failed", trigger="signal") is not None, 15), proc.log()
             failed = proc.event("rules_reload_failed", trigger="signal")
             assert failed is not None and "names unknown unit 'chemm'" in str(failed["errors"])
@@ -317,15 +307,15 @@ def test_sighup_during_startup_does_not_kill_the_process(tmp_path: Path) -> None
     rules = tmp_path / "rules"
     rules.mkdir()
     copy_bundled(rules, "fire-linkage")  # its fixtures make the first load take a noticeable while
-    proc = ServeProcess(tmp_path, "--rules-dir", str(rules))
+    proc = Serve(tmp_path, "--rules-dir", str(rules), metrics=False)
     try:
         assert wait_until(lambda: proc.event("listening") is not None or proc.proc.poll() is not None, 20), proc.log()
         if proc.event("rules_reloaded") is not None or proc.handles(signal.SIGHUP):
             pytest.skip("the first load finished before the signal could be sent")
-        proc.signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGHUP)
         assert wait_until(lambda: proc.event("rules_reloaded") is not None or proc.proc.poll() is not None, 20), proc.log()
         assert proc.proc.poll() is None, f"liandong serve ended with {proc.proc.returncode} after SIGHUP during start-up"
-        proc.wait_listening()
+        proc.wait_serving()
         with Client(proc.target, timeout=10) as client:
             assert client.determine("fire", {"deaths": 3}).level.code == "III"
     finally:

@@ -15,18 +15,15 @@ from liandong.client import Client, InvalidIncident, RuleSetNotFound
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import answers_of, batches, canonical_hash, copy_bundled, copy_demo, details, request, target, write_quiet
+from support.messages import answers_of, batches, request
+from support.rules import canonical_hash
+from support.servers import target
+from support.status import details
 
 FIRE_GROUPS = ["combat", "experts", "communications", "logistics", "publicity"]
 
 
-@pytest.fixture(scope="module")
-def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("rpc-rules")
-    copy_bundled(root, "fire-linkage")
-    copy_demo(root)
-    write_quiet(root)
-    return root
+RULE_SETS = ("fire-linkage", "demo", "quiet")  # the module's rules directory (conftest.py `rules_dir`)
 
 
 @pytest.fixture(scope="module")

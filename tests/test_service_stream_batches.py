@@ -4,7 +4,6 @@ real server on a free loopback port, through the raw stub and through Client.det
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,26 +11,24 @@ from typing import Any
 import grpc
 import pytest
 
-from liandong import client as client_module
 from liandong.client import Client, InvalidIncident
 from liandong.engine.runtime import DurableRuntime
 from liandong.server import servicer
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import Details, answers_of, channel, copy_bundled, copy_demo, details, request, running, sample, target, wait_until, write_quiet
+from liandong.wire import MAX_BATCH
+from support.messages import batches, request
+from support.metrics import sample
+from support.processes import wait_until
+from support.servers import channel, running, target
+from support.status import Details, details
 
 BOUND = 30.0  # seconds: the most any call or wait below may take
 STREAM = "/liandong.v1.ResponseService/DetermineStream"
 
 
-@pytest.fixture(scope="module")
-def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("batch-rules")
-    copy_bundled(root, "fire-linkage")
-    copy_demo(root)
-    write_quiet(root)
-    return root
+RULE_SETS = ("fire-linkage", "demo", "quiet")  # the module's rules directory (conftest.py `rules_dir`)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +90,7 @@ def test_batches_of_different_sizes_get_one_response_each_with_determines_answer
     reqs[3] = request("quiet", {}, incident_id="quiet-in-second")
     reqs[5] = request("fire", {"deaths": 12, "hazardous_materials": True}, incident_id="fire-in-second", explain=True)
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    messages = [message(reqs[s:s + n]) for s, n in zip(starts, sizes)]
+    messages = [message(reqs[s:s + n]) for s, n in zip(starts, sizes, strict=True)]
     responses, error = stream(stub, messages)
     assert error is None
     assert [len(r.determinations) for r in responses] == list(sizes)
@@ -168,25 +165,65 @@ def test_batch_of_exactly_1000_requests_is_answered(stub: pb_grpc.ResponseServic
     assert [a.applies for a in responses[0].determinations] == [n % 2 == 1 for n in range(1000)]
 
 
-def test_deadline_inside_a_batch_stops_its_evaluation(server: Service, stub: pb_grpc.ResponseServiceStub, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A deadline that passes while a batch of 1000 requests is being evaluated ends the stream DEADLINE_EXCEEDED before the batch's end: the call is checked per request, not only per message."""
-    slow_ms = 1.0  # each evaluation made 1 ms slower: the batch needs over 1 s, the deadline is 0.2 s
-    original = servicer.ResponseServicer._determine
+@pytest.mark.parametrize("per_message", [1000, 1], ids=["inside-one-batch", "across-messages"])
+def test_deadline_stops_evaluation(rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch, per_message: int) -> None:
+    """A stream whose deadline passes while a request is being evaluated ends DEADLINE_EXCEEDED for the caller and in the metrics, and no request after that one is evaluated, whether the rest are in the same message (the call is checked per request, not per message) or in later ones; the service then answers the next call."""
+    # No race with the clock: the server holds the HELD_AT-th evaluation until the caller has seen
+    # its deadline pass and the server has seen the call end, so the deadline always passes
+    # mid-stream, however fast or slow the machine is.
+    held_at = 5
+    caller_gave_up = threading.Event()
+    more_sent = threading.Event()  # the caller has sent requests beyond the held one
+    calls: list[grpc.ServicerContext] = []
+    evaluated = 0
+    original_determine = servicer.ResponseServicer._determine
+    original_stream = servicer.ResponseServicer.DetermineStream
 
-    def slow(self: servicer.ResponseServicer, serving: Any, req: Any) -> Any:
-        time.sleep(slow_ms / 1000)
-        return original(self, serving, req)
+    def held(self: servicer.ResponseServicer, serving: Any, req: Any) -> Any:
+        nonlocal evaluated
+        evaluated += 1
+        if evaluated == held_at:
+            more_sent.wait(BOUND)
+            caller_gave_up.wait(BOUND)
+            wait_until(lambda: not calls[0].is_active(), BOUND)
+        return original_determine(self, serving, req)
 
-    monkeypatch.setattr(servicer.ResponseServicer, "_determine", slow)
-    reqs = [request("quiet", {"deaths": n % 2}, incident_id=f"q{n}") for n in range(1000)]  # small answers: one response at the end
-    before = decided(server)
-    ended_before = sample(server.registry, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED")
-    with pytest.raises(grpc.RpcError) as caught:
-        for _ in stub.DetermineStream(iter([message(reqs)]), timeout=0.2):
-            pass
-    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert wait_until(lambda: sample(server.registry, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED") == ended_before + 1, BOUND)
-    assert decided(server) - before < len(reqs) / 2
+    def seen(self: servicer.ResponseServicer, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+        calls.append(context)
+        yield from original_stream(self, request_iterator, context)
+
+    monkeypatch.setattr(servicer.ResponseServicer, "_determine", held)
+    monkeypatch.setattr(servicer.ResponseServicer, "DetermineStream", seen)  # before the server registers it
+    sent = 0
+
+    def requests() -> Iterator[pb.DetermineRequest]:
+        nonlocal sent
+        for n in range(5 * per_message + 50):  # bounded: far more than are evaluated
+            sent += 1
+            if sent > held_at + 1:
+                more_sent.set()
+            yield request("quiet", {"deaths": n % 2}, incident_id=f"q{n}")
+
+    with running(rules_dir, runtime) as svc, channel(target(svc)) as ch:
+        stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
+
+        def count(code: str) -> float:
+            return sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code=code)
+
+        got = 0
+        with pytest.raises(grpc.RpcError) as caught:
+            for response in stub.DetermineStream(batches(requests(), per_message), timeout=1.0):
+                got += len(response.determinations)
+        caller_gave_up.set()
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert wait_until(lambda: count("DEADLINE_EXCEEDED") == 1, BOUND)
+        assert count("OK") == 0
+        assert sent > held_at + 1
+        assert got < held_at  # the held answer never reached the caller
+        assert decided(svc) == held_at  # the one under way finished; none after it was evaluated
+        assert evaluated == held_at
+        assert stub.Determine(request("quiet", {"deaths": 1}), timeout=BOUND).applies
+        assert decided(svc) == held_at + 1  # the stream's handler is gone: only the new call counted
 
 
 def test_answers_too_big_for_one_message_come_in_several(stub: pb_grpc.ResponseServiceStub) -> None:
@@ -264,9 +301,16 @@ def spy_on_messages(client: Client) -> list[int]:
     return sent
 
 
-def test_client_limit_matches_the_server() -> None:
-    """The client's largest batch is the server's."""
-    assert client_module.MAX_BATCH == servicer.MAX_BATCH == 1000
+def test_client_largest_batch_is_answered_by_the_server(server: Service) -> None:
+    """determine_many with batch_size at the one shared limit (liandong.wire.MAX_BATCH, 1000) sends a single message of 1000 requests and the server answers every one, in order."""
+    assert MAX_BATCH == 1000
+    reqs = [request("quiet", {"deaths": n % 2}, incident_id=f"q{n}") for n in range(MAX_BATCH)]
+    with Client(target(server), timeout=BOUND) as client:
+        sent = spy_on_messages(client)
+        got = list(client.determine_many(reqs, timeout=BOUND, batch_size=MAX_BATCH))
+    assert sent == [MAX_BATCH]
+    assert [a.incident_id for a in got] == [f"q{n}" for n in range(MAX_BATCH)]
+    assert [a.applies for a in got] == [n % 2 == 1 for n in range(MAX_BATCH)]
 
 
 @pytest.mark.parametrize("size", [0, -1, 1001, 2.5, True])

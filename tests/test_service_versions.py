@@ -16,7 +16,10 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from service_support import canonical_hash, copy_demo, details, edit, make_config, request, target
+from support.messages import request
+from support.rules import canonical_hash, copy_demo, edit
+from support.servers import make_config, target
+from support.status import details
 
 UTC = dt.timezone.utc
 BEIJING = dt.timezone(dt.timedelta(hours=8))

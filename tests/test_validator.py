@@ -6,17 +6,16 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import DEMO, load_cases
+from support.data import DEMO_TEXT, load_cases
 from liandong.document.model import RuleSetDocument
 from liandong.errors import RuleDocumentInvalid
 
-BASE = DEMO.read_text(encoding="utf-8")
 CASES = load_cases("invalid_documents.yaml")
 
 
 def test_demo_document_is_valid(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """The base document of the table below loads without problems."""
-    doc = make_doc(BASE)
+    doc = make_doc(DEMO_TEXT)
     assert doc.ruleset == "demo" and len(doc.rules) == 7 and doc.levels[2].then is not None
     assert len(doc.content_hash) == 64
 
@@ -24,15 +23,15 @@ def test_demo_document_is_valid(make_doc: Callable[[str], RuleSetDocument]) -> N
 @pytest.mark.parametrize("case", CASES, ids=[str(c["note"]) for c in CASES])
 def test_invalid_document(case: dict[str, str], make_doc: Callable[[str], RuleSetDocument]) -> None:
     """A broken document is refused with a problem that names the culprit, where it is written."""
-    assert BASE.count(case["old"]) == 1, "the case must replace text that occurs exactly once"
-    text = BASE.replace(case["old"], case["new"])
+    assert DEMO_TEXT.count(case["old"]) == 1, "the case must replace text that occurs exactly once"
+    text = DEMO_TEXT.replace(case["old"], case["new"])
     with pytest.raises(RuleDocumentInvalid) as caught:
         make_doc(text)
     matching = [p for p in caught.value.problems if case["want"] in p.message]
     assert matching, f"no problem says {case['want']!r}; got: {[str(p) for p in caught.value.problems]}"
     problem = matching[0]
-    start = BASE.index(case["old"])
-    first_line = BASE.count("\n", 0, start) + 1
+    start = DEMO_TEXT.index(case["old"])
+    first_line = DEMO_TEXT.count("\n", 0, start) + 1
     last_line = first_line + case["new"].count("\n")
     assert problem.path == "demo.yaml"
     assert problem.line >= 1 and problem.column >= 1
@@ -47,7 +46,7 @@ def test_invalid_document(case: dict[str, str], make_doc: Callable[[str], RuleSe
 
 def test_every_problem_is_reported(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """Several problems in one document are all reported, not only the first."""
-    text = BASE.replace("units: [chem]", "units: [chemm]").replace("groups: [combat]", "groups: [combt]").replace("type: boolean", "type: bool")
+    text = DEMO_TEXT.replace("units: [chem]", "units: [chemm]").replace("groups: [combat]", "groups: [combt]").replace("type: boolean", "type: bool")
     with pytest.raises(RuleDocumentInvalid) as caught:
         make_doc(text)
     messages = " | ".join(p.message for p in caught.value.problems)
@@ -59,10 +58,10 @@ def test_every_problem_is_reported(make_doc: Callable[[str], RuleSetDocument]) -
 
 def test_problem_renders_like_a_compiler_error(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """A problem prints as path:line:column: message (did you mean ...?)."""
-    text = BASE.replace("units: [chem]", "units: [chemm]")
+    text = DEMO_TEXT.replace("units: [chem]", "units: [chemm]")
     with pytest.raises(RuleDocumentInvalid) as caught:
         make_doc(text)
-    line = BASE[: BASE.index("units: [chem]")].count("\n") + 1
+    line = DEMO_TEXT[: DEMO_TEXT.index("units: [chem]")].count("\n") + 1
     problem = caught.value.problems[0]
     assert str(problem).startswith(f"demo.yaml:{problem.line}:{problem.column}: rule 'hazmat' names unknown unit 'chemm'")
     assert problem.rule_id == "hazmat"
@@ -71,8 +70,8 @@ def test_problem_renders_like_a_compiler_error(make_doc: Callable[[str], RuleSet
 
 def test_content_hash_ignores_formatting(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """Comments and layout do not change the content hash; a changed value does."""
-    same = make_doc("# a comment\n" + BASE.replace("rank: 1}", "rank:   1 }"))
-    other = make_doc(BASE.replace("title: 测试预案", "title: 测试预案二"))
-    base = make_doc(BASE)
+    same = make_doc("# a comment\n" + DEMO_TEXT.replace("rank: 1}", "rank:   1 }"))
+    other = make_doc(DEMO_TEXT.replace("title: 测试预案", "title: 测试预案二"))
+    base = make_doc(DEMO_TEXT)
     assert same.content_hash == base.content_hash
     assert other.content_hash != base.content_hash

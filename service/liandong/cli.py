@@ -148,7 +148,7 @@ def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     """TLS credentials from --tls-ca/--tls-cert/--tls-key, or None for plaintext."""
     if not (args.tls_ca or args.tls_cert or args.tls_key):
         return None
-    from liandong.server.tls import TLSError, channel_credentials
+    from liandong.tls import TLSError, channel_credentials
 
     try:
         return channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
@@ -178,8 +178,7 @@ def _client_error(exc: LiandongError) -> int:
 def cmd_determine(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToJson
 
-    from liandong.client import Client
-    from liandong.server.convert import determination_from_proto
+    from liandong.client import Client, determination_from_proto
 
     facts = dict(parse_fact(f) for f in args.fact)
     try:

@@ -1,8 +1,9 @@
-"""A typed Python client for liandong.v1.ResponseService.
+"""A typed Python client for liandong.v1.ResponseService, and its answers as domain values.
 
 Calls have a deadline; UNAVAILABLE (the only code that means "try again") is retried with backoff
 up to a bound, anything else is raised at once as the matching Liandong exception, carrying the
-server's field violations.
+server's field violations. `determination_from_proto` turns an answer back into the values the
+rule-author CLI renders. TLS credentials come from liandong.tls.channel_credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from liandong.document.model import Citation
+from liandong.engine.result import (
+    CommanderResult,
+    ConditionTrace,
+    Determination,
+    GroupResult,
+    LevelResult,
+    MatchedRule,
+    ObligationResult,
+    UnitResult,
+)
 from liandong.errors import (
     AmbiguousIncidentType,
     EvaluationError,
@@ -27,16 +39,19 @@ from liandong.errors import (
 )
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
+from liandong.wire import MAX_BATCH, value_from_proto
 
 T = TypeVar("T")
 
 DEFAULT_TARGET = "127.0.0.1:50051"
-MAX_BATCH = 1000  # requests in one DetermineStreamRequest (proto/liandong/v1/liandong.proto)
 DEFAULT_BATCH = 100
 
 
 class ServiceError(LiandongError):
-    """The service failed or could not be reached; `code` is the gRPC status code name."""
+    """The service failed or could not be reached; `status_code` is the gRPC status code.
+
+    (`code`, inherited from LiandongError, stays the domain's error code: "internal".)
+    """
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(f"{code.name}: {message}")
@@ -118,7 +133,7 @@ class Client:
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        """`credentials` (e.g. liandong.server.tls.channel_credentials(ca, cert, key)) for a TLS server."""
+        """`credentials` (e.g. liandong.tls.channel_credentials(ca, cert, key)) for a TLS server."""
         if channel is None:
             channel = grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
         self._channel = channel
@@ -168,9 +183,21 @@ class Client:
             req.incident.occurred_at.FromDatetime(occurred_at)
         return req
 
-    def determine(self, incident_type: str, facts: Mapping[str, object], **kwargs: object) -> pb.Determination:
-        """What the plan in force requires for one incident (see `request` for the options)."""
-        req = self.request(incident_type, facts, **kwargs)  # type: ignore[arg-type]
+    def determine(
+        self,
+        incident_type: str,
+        facts: Mapping[str, object],
+        *,
+        incident_id: str = "",
+        occurred_at: dt.datetime | None = None,
+        ruleset: str = "",
+        version: str = "",
+        explain: bool = False,
+    ) -> pb.Determination:
+        """What the plan in force requires for one incident (the options are those of `request`)."""
+        req = self.request(
+            incident_type, facts, incident_id=incident_id, occurred_at=occurred_at, ruleset=ruleset, version=version, explain=explain
+        )
         result: pb.Determination = self._call(lambda t: self._stub.Determine(req, timeout=t), req.ruleset, req.incident.type)
         return result
 
@@ -210,4 +237,70 @@ class Client:
         return result
 
 
-__all__ = ["Client", "ServiceError", "EvaluationError", "InvalidIncident", "RuleSetNotFound", "AmbiguousIncidentType", "UnknownIncidentType", "to_exception"]
+# -- back to domain values, so a client can render an answer the way the rule-author CLI does ----
+def _citation_back(c: pb.Citation) -> Citation:
+    return Citation(c.document, c.clause)
+
+
+def _unit_back(u: pb.Unit) -> UnitResult:
+    return UnitResult(u.id, u.name, u.duties, _citation_back(u.citation))
+
+
+def _condition_back(c: pb.Condition) -> ConditionTrace:
+    return ConditionTrace(c.expression, c.actual, c.holds, tuple(_condition_back(x) for x in c.children))
+
+
+def _rule_back(r: pb.MatchedRule) -> MatchedRule:
+    return MatchedRule(r.id, r.title, _citation_back(r.citation), _condition_back(r.conditions) if r.HasField("conditions") else None)
+
+
+def determination_from_proto(msg: pb.Determination) -> Determination:
+    units = {u.id: _unit_back(u) for u in msg.participating_units}
+
+    def ref_back(r: pb.UnitRef) -> UnitResult:
+        # Every unit a group or obligation names takes part, so its duties are in the answer.
+        return units.get(r.id) or UnitResult(r.id, r.name, "", Citation("", ""))
+
+    level = None
+    if msg.HasField("level"):
+        lv = msg.level
+        level = LevelResult(lv.code, lv.name, lv.rank, _citation_back(lv.citation) if lv.HasField("citation") else None)
+    return Determination(
+        ruleset=msg.ruleset,
+        version=msg.version,
+        content_hash=msg.content_hash,
+        incident_id=msg.incident_id,
+        incident_type=msg.incident_type,
+        applies=msg.applies,
+        level=level,
+        command_tier=msg.command_tier,
+        commanders=tuple(CommanderResult(c.role, c.who) for c in msg.commanders),
+        lead=_unit_back(msg.lead_agency) if msg.HasField("lead_agency") else None,
+        units=tuple(_unit_back(u) for u in msg.participating_units),
+        groups=tuple(
+            GroupResult(g.id, g.name, ref_back(g.lead) if g.HasField("lead") else None, tuple(ref_back(m) for m in g.members), g.duties, _citation_back(g.citation))
+            for g in msg.groups
+        ),
+        obligations=tuple(
+            ObligationResult(
+                o.id, o.text, tuple(ref_back(w) for w in o.who),
+                o.within.seconds if o.HasField("within") else None,
+                _duration_text(o.within.seconds) if o.HasField("within") else "",
+                _citation_back(o.citation),
+            )
+            for o in msg.obligations
+        ),
+        matched_rules=tuple(_rule_back(r) for r in msg.matched_rules),
+        facts={k: value_from_proto(v) for k, v in msg.evaluated_facts.fields.items()},
+        unmatched_rules=tuple(_rule_back(r) for r in msg.unmatched_rules),
+    )
+
+
+def _duration_text(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+__all__ = ["Client", "ServiceError", "determination_from_proto", "EvaluationError", "InvalidIncident", "RuleSetNotFound", "AmbiguousIncidentType", "UnknownIncidentType", "to_exception"]

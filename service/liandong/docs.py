@@ -1,7 +1,7 @@
-"""Keeps the generated parts of README.md in step with the bundled rule documents.
+"""Keeps the generated tables of inputs in rules/README.md in step with the bundled rule documents.
 
-`python -m liandong.docs README.md` rewrites the text between the inputs markers; the test suite
-fails when the README differs from what this would write.
+`python -m liandong.docs rules/README.md rules` (`make docs`) rewrites the text between the inputs
+markers; the test suite fails when the file differs from what this would write.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ def render(readme: str, rules_dir: Path) -> str:
     head, sep, rest = readme.partition(BEGIN)
     _, sep2, tail = rest.partition(END)
     if not sep or not sep2:
-        raise ValueError(f"README has no {BEGIN} … {END} section")
+        raise ValueError(f"no {BEGIN} … {END} section to rewrite")
     return f"{head}{BEGIN}\n{inputs_section(rules_dir)}\n{END}{tail}"
 
 
 def main(argv: list[str]) -> int:
-    readme = Path(argv[0] if argv else "README.md")
+    readme = Path(argv[0] if argv else "rules/README.md")
     rules_dir = Path(argv[1] if len(argv) > 1 else "rules")
     readme.write_text(render(readme.read_text(encoding="utf-8"), rules_dir), encoding="utf-8")
     return 0

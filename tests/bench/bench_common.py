@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,12 +16,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "rules"
 BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # tests/: the benchmark uses the tests' support package
+from support.data import BUNDLED as RULES  # noqa: E402, F401 - for the bench scripts
+from support.data import ROOT  # noqa: E402, F401 - for the bench scripts
+from support.processes import free_port  # noqa: E402, F401 - for the bench scripts
+from support.servers import ADMIN_TOKEN  # noqa: E402, F401 - for the bench scripts
+
 PYTHON = sys.executable
 LIANDONG = str(Path(sys.executable).with_name("liandong"))
-ADMIN_TOKEN = "bench-admin-token-0123456789"
 
 Facts = dict[str, object]
 
@@ -85,13 +87,6 @@ def incident_pool(ruleset: str, size: int, seed: int = 5) -> list[tuple[str, Fac
     incident_type, make = GENERATORS[ruleset]
     rng = random.Random(f"{ruleset}:{seed}")
     return [(incident_type, make(rng)) for _ in range(size)]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rss_kib(pid: int) -> int:

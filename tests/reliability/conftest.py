@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from reliability.support import SOAK_DECISIONS, TESTS, Certs, demo_rules, make_certs
+from support.certs import Certs, make_certs
+from support.data import TESTS
+from support.rules import rules_tree
+from reliability import SOAK_DECISIONS
 
 SOAK_TEST = "reliability/test_soak.py::test_one_million_decisions_in_one_process"
 SOAK = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
@@ -30,7 +33,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 @pytest.fixture()
 def rules_dir(tmp_path: Path) -> Path:
     """A writable rules directory holding the demo rule set."""
-    return demo_rules(tmp_path)
+    return rules_tree(tmp_path / "rules", "demo")
 
 
 @pytest.fixture()

@@ -23,7 +23,11 @@ from liandong.errors import RuleDocumentInvalid
 from liandong.server.app import Service, StartupError
 from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import ADMIN_TOKEN, DEMO_DIR, LOOPBACK, TESTS, Serve, demo_rules, make_config, request
+from support.data import DEMO_DIR, TESTS
+from support.messages import request
+from support.processes import Serve
+from support.rules import copy_demo, rules_tree
+from support.servers import ADMIN_TOKEN, LOOPBACK, make_config
 
 BROKEN = TESTS / "data" / "broken"
 CASES: list[dict[str, object]] = yaml.safe_load((BROKEN / "index.yaml").read_text(encoding="utf-8"))["cases"]
@@ -62,11 +66,11 @@ def restore(rules: Path) -> None:
             child.unlink()
         else:
             shutil.rmtree(child)
-    shutil.copytree(DEMO_DIR, rules / "demo")
+    copy_demo(rules)
 
 
 def broken_tree(tmp_path: Path, case: dict[str, object]) -> Path:
-    rules = demo_rules(tmp_path)
+    rules = rules_tree(tmp_path / "rules", "demo")
     lay_out(case, rules, tmp_path / "outside")
     return rules
 
@@ -117,7 +121,7 @@ def test_startup_refuses_to_serve(case: dict[str, object], tmp_path: Path, runti
 def served(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -> Iterator[Service]:
     """One in-process service on the valid demo rule set, with the admin service on."""
     root = tmp_path_factory.mktemp("served")
-    svc = Service(make_config(demo_rules(root), admin_token=ADMIN_TOKEN), registry=CollectorRegistry(), runtime=runtime)
+    svc = Service(make_config(rules_tree(root / "rules", "demo"), admin_token=ADMIN_TOKEN), registry=CollectorRegistry(), runtime=runtime)
     svc.start()
     try:
         yield svc
@@ -166,7 +170,7 @@ def test_serve_exits_1_on_a_broken_directory(tmp_path: Path) -> None:
 def test_sighup_reload_of_a_broken_directory_keeps_serving(tmp_path: Path) -> None:
     """SIGHUP with a broken document logs rules_reload_failed with the located problem and keeps answering from the old set."""
     case = next(c for c in CASES if c.get("file") == "deep-nesting.yaml")
-    rules = demo_rules(tmp_path)
+    rules = rules_tree(tmp_path / "rules", "demo")
     server = Serve(tmp_path, "--rules-dir", str(rules))
     try:
         server.wait_serving()

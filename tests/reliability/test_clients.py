@@ -23,7 +23,13 @@ from google.rpc import status_pb2
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import BUNDLED, HERE, LOOPBACK, ROOT, free_port, in_process, request, scrape, wait_until
+from support.data import ROOT
+from support.messages import request
+from support.metrics import scrape
+from support.processes import free_port, wait_until
+from support.servers import LOOPBACK, running
+from support.rules import copy_bundled
+HERE = Path(__file__).resolve().parent
 
 NODE_DIR = HERE / "node"
 GOOGLE_PROTOS = Path(status_pb2.__file__).resolve().parents[2]  # site-packages: google/rpc/*.proto
@@ -33,8 +39,8 @@ SETUP = "tests/reliability/setup_tools.sh (run by `make test`)"
 @pytest.fixture()
 def fire_server(tmp_path: Path, runtime: DurableRuntime) -> Iterator[Service]:
     """The bundled fire-linkage rule set served in process, metrics on a free loopback port."""
-    shutil.copytree(BUNDLED / "fire-linkage", tmp_path / "rules" / "fire-linkage")
-    with in_process(tmp_path / "rules", runtime, metrics_listen=f"{LOOPBACK}:0") as svc:
+    copy_bundled(tmp_path / "rules", "fire-linkage")
+    with running(tmp_path / "rules", runtime, metrics_listen=f"{LOOPBACK}:0") as svc:
         yield svc
 
 

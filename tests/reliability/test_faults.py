@@ -15,7 +15,11 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import LOOPBACK, Serve, answers_of, batches, in_process, replace_once, request, sample
+from support.messages import answers_of, batches, request
+from support.metrics import sample
+from support.processes import Serve
+from support.rules import replace_once
+from support.servers import LOOPBACK, running
 
 
 def determine(port: int, deaths: int = 3) -> pb.Determination:
@@ -26,7 +30,7 @@ def determine(port: int, deaths: int = 3) -> pb.Determination:
 
 def test_rules_directory_vanishing_keeps_the_old_set(rules_dir: Path, runtime: DurableRuntime) -> None:
     """A reload while the rules directory is gone fails, naming the directory; the old set answers; once it is back, a reload succeeds."""
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         before = determine(svc.port)
         moved = rules_dir.with_name("moved-away")
         rules_dir.rename(moved)
@@ -42,7 +46,7 @@ def test_half_written_document_is_refused_until_complete(rules_dir: Path, runtim
     """A document caught half written (no atomic rename) fails the reload with a located problem; the completed file then loads."""
     document = rules_dir / "demo" / "2024.1.yaml"
     full = replace_once(document.read_text(encoding="utf-8"), "title: 测试预案\n", "title: 测试预案(修订)\n")
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         before = determine(svc.port)
         data = full.encode("utf-8")
         for cut in (len(data) // 3, len(data) // 2, len(data) - 40):
@@ -53,7 +57,7 @@ def test_half_written_document_is_refused_until_complete(rules_dir: Path, runtim
         document.write_bytes(data)
         assert svc.state.reload("watch").ok
         assert determine(svc.port).content_hash != before.content_hash
-        assert sample(svc, "liandong_reloads_total", outcome="failure", trigger="watch") == 3
+        assert sample(svc.registry, "liandong_reloads_total", outcome="failure", trigger="watch") == 3
 
 
 def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +72,7 @@ def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtim
             raise EngineFailure("injected fault")
         return real_fire(name, fact)
 
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         monkeypatch.setattr(runtime, "fire", flaky)
         answers: list[pb.Determination] = []
         with grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as channel:
@@ -80,7 +84,7 @@ def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtim
         assert "injected" not in (caught.value.details() or "")  # the engine's words stay in the service
         assert [a.level.code for a in answers] == ["IV", "III"]
         assert determine(svc.port, 20).level.code == "II"
-        assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="INTERNAL") == 1
+        assert sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="INTERNAL") == 1
 
 
 def test_reloads_racing_each_other_and_calls_stay_consistent(rules_dir: Path, runtime: DurableRuntime) -> None:
@@ -90,7 +94,7 @@ def test_reloads_racing_each_other_and_calls_stay_consistent(rules_dir: Path, ru
     outcomes: list[bool] = []
     failures: list[str] = []
     stop = threading.Event()
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         hashes = {determine(svc.port).content_hash}
 
         def reload() -> None:

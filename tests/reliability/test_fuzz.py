@@ -30,7 +30,12 @@ from liandong.rulebook import RuleBook
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import BUNDLED, DEMO_DIR, LOOPBACK, answers_of, bad_request_fields, batches, make_config, sample
+from support.data import BUNDLED
+from support.messages import answers_of, batches
+from support.metrics import sample
+from support.servers import LOOPBACK, make_config
+from support.status import details
+from support.rules import copy_demo
 
 # Repeatable by default (the same inputs every run, as CI needs); LIANDONG_FUZZ_EXPLORE=1 draws new
 # ones, ten times as many.
@@ -48,7 +53,7 @@ def rules_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for ruleset in BUNDLED.iterdir():
         if ruleset.is_dir():
             shutil.copytree(ruleset, root / ruleset.name)
-    shutil.copytree(DEMO_DIR, root / "demo")
+    copy_demo(root)
     return root
 
 
@@ -285,7 +290,7 @@ def test_rpc_ends_ok_or_with_a_documented_code(server: Service, docs: list[RuleS
                     counts["too_big"] += 1
                     return
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, error.details())
-                assert bad_request_fields(error), "INVALID_ARGUMENT without BadRequest details"
+                assert details(error).fields(), "INVALID_ARGUMENT without BadRequest details"
                 assert blob or doc is None or not expected_valid(doc, facts), f"refused a valid incident: {error.details()}"
                 counts["invalid"] += 1
                 return
@@ -299,9 +304,9 @@ def test_rpc_ends_ok_or_with_a_documented_code(server: Service, docs: list[RuleS
         channel.close()
     print(f"\nrpc fuzz figures: {counts}")
     assert counts["ok"] > 20 and counts["invalid"] > 20 and counts["too_big"] > 0, counts
-    decided = sum(sample(server, "liandong_decisions_total", ruleset=d.ruleset, version=d.version, level=lv) for d in docs for lv in [*(x.code for x in d.levels), "none"])
+    decided = sum(sample(server.registry, "liandong_decisions_total", ruleset=d.ruleset, version=d.version, level=lv) for d in docs for lv in [*(x.code for x in d.levels), "none"])
     assert decided == counts["ok"]  # every answer was counted once; no refused call was decided
-    assert sample(server, "liandong_rpc_requests_total", method="Determine", code="INTERNAL") == 0
+    assert sample(server.registry, "liandong_rpc_requests_total", method="Determine", code="INTERNAL") == 0
     with grpc.insecure_channel(f"{LOOPBACK}:{server.port}") as again:
         health = health_pb2_grpc.HealthStub(again).Check(health_pb2.HealthCheckRequest(), timeout=10)  # type: ignore[no-untyped-call]
     assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -4,8 +4,6 @@ call with a documented code, and the service keeps answering afterwards."""
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,7 +15,12 @@ from liandong.server.app import Service
 from liandong.server.config import Config
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import LOOPBACK, ROOT, answers_of, bad_request_fields, batches, in_process, request, sample, wait_until
+from support.data import ROOT
+from support.messages import HeldStream, answers_of, batches, request
+from support.metrics import sample
+from support.processes import wait_until
+from support.servers import LOOPBACK, running
+from support.status import details
 
 BOUND = 30.0  # seconds: the most any wait below may take
 
@@ -31,39 +34,16 @@ def still_answers(stub: pb_grpc.ResponseServiceStub) -> bool:
     return bool(stub.Determine(request("demo", {"deaths": 3}), timeout=10).level.code == "III")
 
 
-class HeldStream:
-    """A DetermineStream that sends one request and then holds the call open until released."""
-
-    def __init__(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        self.release = threading.Event()
-        self.answers: list[pb.Determination] = []
-        self.error: grpc.RpcError | None = None
-        self.first = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(stub,), daemon=True)
-        self.thread.start()
-
-    def _requests(self) -> Iterator[pb.DetermineRequest]:
-        yield request("demo", {"deaths": 1})
-        self.release.wait(BOUND)
-
-    def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        try:
-            for answer in answers_of(stub.DetermineStream(batches(self._requests()), timeout=BOUND)):
-                self.answers.append(answer)
-                self.first.set()
-        except grpc.RpcError as error:
-            self.error = error
-        finally:
-            self.first.set()
-
-    def close(self) -> None:
-        self.release.set()
-        self.thread.join(BOUND)
+def held_open(stub: pb_grpc.ResponseServiceStub) -> HeldStream:
+    """A DetermineStream that has sent one request and is held open until closed."""
+    held = HeldStream(stub, timeout=BOUND)
+    held.send(request("demo", {"deaths": 1}))
+    return held
 
 
 def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: DurableRuntime) -> None:
     """A request over --max-message-bytes ends RESOURCE_EXHAUSTED; one under it is answered."""
-    with in_process(rules_dir, runtime, max_message_bytes=64 * 1024) as svc:
+    with running(rules_dir, runtime, max_message_bytes=64 * 1024) as svc:
         channel, stub = stub_for(svc)
         with channel:
             big = request("demo", {"note": "长" * 40_000})  # ~120 KB of UTF-8
@@ -73,13 +53,13 @@ def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: Durab
             with pytest.raises(grpc.RpcError) as under:  # under the limit: the facts are checked instead
                 stub.Determine(request("demo", {"note": "长" * 10_000}), timeout=10)
             assert under.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert bad_request_fields(under.value) == [("incident.facts.note", "too_long")]
+            assert details(under.value).fields() == [("incident.facts.note", "too_long")]
             assert still_answers(stub)
 
 
 def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: DurableRuntime) -> None:
     """An answer larger than --max-message-bytes ends RESOURCE_EXHAUSTED in Determine and DetermineStream, counted so, with no decision recorded; a smaller answer still goes."""
-    with in_process(ROOT / "rules", runtime, max_message_bytes=4096) as svc:
+    with running(ROOT / "rules", runtime, max_message_bytes=4096) as svc:
         channel, stub = stub_for(svc)
         with channel:
             large = request("fire", {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True})  # a ~12 kB answer
@@ -93,9 +73,9 @@ def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: Durabl
                 list(answers_of(stub.DetermineStream(batches([small, large, small], size=3), timeout=BOUND)))
             assert streamed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert [a.incident_id for a in answers_of(stub.DetermineStream(batches([small]), timeout=BOUND))] == ["small"]
-        assert sample(svc, "liandong_rpc_requests_total", method="Determine", code="RESOURCE_EXHAUSTED") == 1
-        assert sample(svc, "liandong_rpc_requests_total", method="Determine", code="OK") == 0
-        assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
+        assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="RESOURCE_EXHAUSTED") == 1
+        assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == 0
+        assert sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
         decisions: dict[str, float] = {}
         for metric in svc.registry.collect():
             for s in metric.samples:
@@ -106,17 +86,17 @@ def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: Durabl
 
 def test_too_many_facts_is_one_violation(rules_dir: Path, runtime: DurableRuntime) -> None:
     """More than MAX_FACTS facts are one INVALID_ARGUMENT violation; MAX_FACTS wrong ones are INVALID_ARGUMENT with as many violations as fit a trailer."""
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         channel, stub = stub_for(svc)
         with channel:
             with pytest.raises(grpc.RpcError) as over:
                 stub.Determine(request("demo", {f"f{i}": i for i in range(MAX_FACTS + 1)}), timeout=10)
             assert over.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert bad_request_fields(over.value) == [("incident.facts.facts", "too_many")]
+            assert details(over.value).fields() == [("incident.facts.facts", "too_many")]
             with pytest.raises(grpc.RpcError) as at_limit:
                 stub.Determine(request("demo", {f"f{i}": i for i in range(MAX_FACTS)}), timeout=10)
             assert at_limit.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # not a trailer too big for the client
-            reasons = bad_request_fields(at_limit.value)
+            reasons = details(at_limit.value).fields()
             assert 10 <= len(reasons) < MAX_FACTS and {r for _, r in reasons} == {"unknown_field"}
             assert f"[{len(reasons)} of {MAX_FACTS} violations in the details]" in (at_limit.value.details() or "")
             assert still_answers(stub)
@@ -124,7 +104,7 @@ def test_too_many_facts_is_one_violation(rules_dir: Path, runtime: DurableRuntim
 
 def test_stream_length_is_limited(rules_dir: Path, runtime: DurableRuntime) -> None:
     """A stream longer than --max-stream-requests gets its first N answers, then RESOURCE_EXHAUSTED; N requests pass."""
-    with in_process(rules_dir, runtime, max_stream_requests=5) as svc:
+    with running(rules_dir, runtime, max_stream_requests=5) as svc:
         channel, stub = stub_for(svc)
         with channel:
             answers: list[pb.Determination] = []
@@ -136,15 +116,15 @@ def test_stream_length_is_limited(rules_dir: Path, runtime: DurableRuntime) -> N
             assert [a.level.code for a in answers] == ["IV", "IV", "IV", "III", "III"]
             exact = list(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(5)]), timeout=BOUND)))
             assert len(exact) == 5
-            assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
+            assert sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
 
 
 def test_concurrency_is_limited(rules_dir: Path, runtime: DurableRuntime) -> None:
     """With --max-concurrent-rpcs 2 and two calls open, a third is refused RESOURCE_EXHAUSTED at once; later calls pass."""
-    with in_process(rules_dir, runtime, max_concurrent_rpcs=2) as svc:
+    with running(rules_dir, runtime, max_concurrent_rpcs=2) as svc:
         channel, stub = stub_for(svc)
         with channel:
-            held = [HeldStream(stub) for _ in range(2)]
+            held = [held_open(stub) for _ in range(2)]
             try:
                 assert all(h.first.wait(BOUND) and h.answers for h in held)
                 with pytest.raises(grpc.RpcError) as caught:
@@ -152,7 +132,7 @@ def test_concurrency_is_limited(rules_dir: Path, runtime: DurableRuntime) -> Non
                 assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             finally:
                 for h in held:
-                    h.close()
+                    h.close(BOUND)
             assert all(h.error is None and len(h.answers) == 1 for h in held)
             assert wait_until(lambda: still_answers_quietly(stub), BOUND)
 
@@ -164,49 +144,23 @@ def still_answers_quietly(stub: pb_grpc.ResponseServiceStub) -> bool:
         return False
 
 
-def test_stream_past_its_deadline_stops_evaluating(rules_dir: Path, runtime: DurableRuntime) -> None:
-    """A stream whose deadline passes mid-way ends on the server too: DEADLINE_EXCEEDED is recorded and no request after it is evaluated."""
-    sent = 0
-
-    def endless() -> Iterator[pb.DetermineRequest]:
-        nonlocal sent
-        for _ in range(500_000):  # bounded: far more than fit in the deadline
-            sent += 1
-            yield request("demo", {"deaths": 3})
-
-    with in_process(rules_dir, runtime) as svc:
-        channel, stub = stub_for(svc)
-        with channel:
-            got = 0
-            with pytest.raises(grpc.RpcError) as caught:
-                for _ in answers_of(stub.DetermineStream(batches(endless()), timeout=0.5)):
-                    got += 1
-            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert wait_until(lambda: sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="DEADLINE_EXCEEDED") == 1, BOUND)
-            decided = sample(svc, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III")
-            assert got <= decided < sent  # the server stopped before the requests ran out
-            assert sample(svc, "liandong_rpc_requests_total", method="DetermineStream", code="OK") == 0
-            assert still_answers(stub)
-            assert sample(svc, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III") == decided + 1  # the handler is gone: only the new call counted
-
-
 def test_call_queued_past_its_deadline_is_never_evaluated(rules_dir: Path, runtime: DurableRuntime) -> None:
     """With the only worker busy, a Determine whose deadline passes while it waits is not evaluated later."""
-    with in_process(rules_dir, runtime, max_workers=1) as svc:
+    with running(rules_dir, runtime, max_workers=1) as svc:
         channel, stub = stub_for(svc)
         with channel:
-            held = HeldStream(stub)  # occupies the one worker thread
+            held = held_open(stub)  # occupies the one worker thread
             try:
                 assert held.first.wait(BOUND) and held.answers
                 with pytest.raises(grpc.RpcError) as caught:
                     stub.Determine(request("demo", {"deaths": 30}), timeout=0.3)
                 assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             finally:
-                held.close()
+                held.close(BOUND)
             assert held.error is None
             assert still_answers(stub)  # the worker is free again and has run whatever was queued
-            assert sample(svc, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0  # deaths=30 was never decided
-            assert sample(svc, "liandong_rpc_requests_total", method="Determine", code="OK") == 1
+            assert sample(svc.registry, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0  # deaths=30 was never decided
+            assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == 1
 
 
 def _ld(field: int, payload: bytes) -> bytes:
@@ -236,7 +190,7 @@ def nested_request(depth: int) -> bytes:
 @pytest.mark.parametrize("depth", [0, 40, 60, 2000])
 def test_nesting_deeper_than_protobuf_allows_is_invalid_argument(depth: int, rules_dir: Path, runtime: DurableRuntime) -> None:
     """Facts nested past protobuf's depth limit are INVALID_ARGUMENT with a BadRequest (not INTERNAL); shallower ones are checked as facts."""
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         channel, stub = stub_for(svc)
         with channel:
             raw = channel.unary_unary("/liandong.v1.ResponseService/Determine", request_serializer=None, response_deserializer=pb.Determination.FromString)
@@ -246,7 +200,7 @@ def test_nesting_deeper_than_protobuf_allows_is_invalid_argument(depth: int, rul
             with pytest.raises(grpc.RpcError) as caught:
                 raw(nested_request(depth), timeout=10)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            fields = bad_request_fields(caught.value)
+            fields = details(caught.value).fields()
             assert fields in ([("incident.facts.deaths", "wrong_type")], [("request", "invalid")]), fields
             if depth >= 60:
                 assert fields == [("request", "invalid")] and "cannot be decoded" in (caught.value.details() or "")
@@ -255,7 +209,7 @@ def test_nesting_deeper_than_protobuf_allows_is_invalid_argument(depth: int, rul
 
 def test_undecodable_bytes_are_invalid_argument(rules_dir: Path, runtime: DurableRuntime) -> None:
     """Bytes that are not a DetermineRequest at all are INVALID_ARGUMENT, for Determine and for GetRuleSet."""
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         channel, stub = stub_for(svc)
         with channel:
             for method in ("Determine", "GetRuleSet"):
@@ -267,10 +221,10 @@ def test_undecodable_bytes_are_invalid_argument(rules_dir: Path, runtime: Durabl
 
 
 def test_limits_are_documented() -> None:
-    """README's Operations section names every limit, its default and the code a caller gets."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Limits"):]
-    section = section[: section.index("\n### ", 5)]
+    """The operations manual's Limits section names every limit, its default and the code a caller gets."""
+    manual = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = manual[manual.index("## Limits"):]
+    section = section[: section.index("\n## ", 5)]
     defaults = Config()
     for text in ("--max-message-bytes", "RESOURCE_EXHAUSTED", f"{MAX_FACTS}", "--max-stream-requests", str(defaults.max_stream_requests),
                  "--max-concurrent-rpcs", str(defaults.max_concurrent_rpcs), "DEADLINE_EXCEEDED", "INVALID_ARGUMENT", "64 levels"):
@@ -280,7 +234,7 @@ def test_limits_are_documented() -> None:
 
 def test_a_fact_value_with_no_kind_is_refused_not_ignored(rules_dir: Path, runtime: DurableRuntime) -> None:
     """A Struct value with none of its kinds set (how a client misspelling `numberValue` sends it) is INVALID_ARGUMENT; null stays 'absent'."""
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         channel, stub = stub_for(svc)
         with channel:
             malformed = request("demo", {"hazmat": True})
@@ -288,7 +242,7 @@ def test_a_fact_value_with_no_kind_is_refused_not_ignored(rules_dir: Path, runti
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Determine(malformed, timeout=10)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert bad_request_fields(caught.value) == [("incident.facts.deaths", "wrong_type")]
+            assert details(caught.value).fields() == [("incident.facts.deaths", "wrong_type")]
             assert "no kind set" in (caught.value.details() or "")
             null = stub.Determine(request("demo", {"deaths": None, "hazmat": True}), timeout=10)
             assert null.level.code == "IV"  # null is absent: the default 0 deaths applies

@@ -3,13 +3,10 @@ the rules reload every second, and SIGTERM while calls are in flight."""
 
 from __future__ import annotations
 
-import queue
-import shutil
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,7 +17,12 @@ from liandong.rulebook import RuleBook
 from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import ADMIN_TOKEN, DEMO_DIR, Serve, answers_of, batches, metric, replace_once, request, scrape, serving, wait_until, write_atomically
+from support.data import DEMO_DIR
+from support.messages import HeldStream, answers_of, batches, request
+from support.metrics import metric, scrape
+from support.processes import Serve, serving, wait_until
+from support.rules import copy_demo, replace_once, write_atomically
+from support.servers import ADMIN_TOKEN
 
 CALLERS = 64
 STREAM_CALLERS = 8  # of the 64, these send DetermineStream calls of STREAM_LENGTH requests
@@ -62,7 +64,7 @@ def oracle(tmp_path: Path, runtime: DurableRuntime) -> dict[str, list[tuple[obje
     expected: dict[str, list[tuple[object, ...]]] = {}
     for name in ("A", "B"):
         rules = tmp_path / f"oracle-{name}"
-        shutil.copytree(DEMO_DIR, rules / "demo")
+        copy_demo(rules)
         (rules / "demo" / "2024.1.yaml").write_text(variant_text(name), encoding="utf-8")
         book = RuleBook.load(rules, runtime)
         answers = []
@@ -72,7 +74,7 @@ def oracle(tmp_path: Path, runtime: DurableRuntime) -> dict[str, list[tuple[obje
         expected[book.versions("demo")[0].document.content_hash] = answers
     assert len(expected) == 2
     a, b = expected.values()
-    differ = sum(x != y for x, y in zip(a, b))
+    differ = sum(x != y for x, y in zip(a, b, strict=True))
     print(f"\nthe two variants answer {differ} of {len(FACTS)} incidents differently")
     assert differ >= 6  # the variants really answer differently
     return expected
@@ -92,7 +94,7 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
     """64 concurrent callers for a bounded time while the rules swap every second: zero non-OK answers, each consistent with the version it names, none lost."""
     expected = oracle(tmp_path, runtime)
     rules = tmp_path / "rules"
-    shutil.copytree(DEMO_DIR, rules / "demo")
+    copy_demo(rules)
     document = rules / "demo" / "2024.1.yaml"
     results = Results()
     stop = threading.Event()
@@ -124,7 +126,7 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
                             results.inconsistent.append(f"stream of {len(picks)} got {len(answers)} answers")
                         if len({a.content_hash for a in answers}) != 1:
                             results.inconsistent.append("one stream answered from two snapshots")
-                        for i, a in zip(picks, answers):
+                        for i, a in zip(picks, answers, strict=True):
                             results.answers[a.content_hash] += 1
                             want = expected.get(a.content_hash)
                             if want is None or want[i] != of_answer(a) or a.version != "2024.1":
@@ -164,43 +166,10 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
     assert len(reloads) >= 4 and all(reloads), reload_errors
     assert len(results.answers) == 2 and all(n > 0 for n in results.answers.values())  # both versions answered during the run
     assert metric(page, "liandong_decisions_total") == answers  # every decision made reached its caller, none more
-    assert metric(page, "liandong_rpc_requests_total", code="OK") == results.calls
-    assert metric(page, "liandong_rpc_requests_total") == results.calls  # no call ended any other way
+    assert metric(page, "liandong_rpc_requests_total", method="Reload", code="OK") == len(reloads)  # admin calls are counted too
+    assert metric(page, "liandong_rpc_requests_total", code="OK") == results.calls + len(reloads)
+    assert metric(page, "liandong_rpc_requests_total") == results.calls + len(reloads)  # no call ended any other way
     assert metric(page, "liandong_reloads_total", outcome="success", trigger="admin") == len(reloads)
-
-
-class HeldStream:
-    """A DetermineStream whose requests the test sends one by one, so it stays in flight."""
-
-    def __init__(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        self.outbox: queue.Queue[pb.DetermineRequest | None] = queue.Queue()
-        self.answers: list[pb.Determination] = []
-        self.error: grpc.RpcError | None = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(stub,), daemon=True)
-        self.thread.start()
-
-    def _requests(self) -> Iterator[pb.DetermineRequest]:
-        while True:
-            item = self.outbox.get(timeout=60)
-            if item is None:
-                return
-            yield item
-
-    def _run(self, stub: pb_grpc.ResponseServiceStub) -> None:
-        try:
-            for answer in answers_of(stub.DetermineStream(batches(self._requests()), timeout=90)):
-                self.answers.append(answer)
-        except grpc.RpcError as error:
-            self.error = error
-        finally:
-            self.done.set()
-
-    def send(self, deaths: int) -> None:
-        self.outbox.put(request("demo", {"deaths": deaths}))
-
-    def finish(self) -> None:
-        self.outbox.put(None)
 
 
 def new_call_code(target: str) -> grpc.StatusCode:
@@ -217,7 +186,7 @@ def new_call_code(target: str) -> grpc.StatusCode:
 def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path) -> None:
     """SIGTERM during load: streams in flight get every answer, new calls are refused without being evaluated, exit 0."""
     rules = tmp_path / "rules"
-    shutil.copytree(DEMO_DIR, rules / "demo")
+    copy_demo(rules)
     codes: Counter[str] = Counter()
     stop = threading.Event()
     lock = threading.Lock()
@@ -227,7 +196,7 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
         channel = grpc.insecure_channel(server.target)
         held = [HeldStream(pb_grpc.ResponseServiceStub(channel)) for _ in range(4)]  # type: ignore[no-untyped-call]
         for h in held:
-            h.send(3)
+            h.send(request("demo", {"deaths": 3}))
         assert wait_until(lambda: all(len(h.answers) == 1 for h in held), 30)
 
         def load() -> None:
@@ -258,7 +227,7 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
                 codes["OK"] += probes.count(grpc.StatusCode.OK)  # (a probe that got in before the port closed was answered)
             for h in held:  # the streams that were in flight carry on through the drain
                 for deaths in (0, 3, 10, 2, 9):
-                    h.send(deaths)
+                    h.send(request("demo", {"deaths": deaths}))
                 h.finish()
             assert all(h.done.wait(60) for h in held)
         finally:

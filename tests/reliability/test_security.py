@@ -4,7 +4,6 @@ metrics without incident facts."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,10 +23,16 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure, RuleDocumentInvalid
 from liandong.server import app, config
 from liandong.server.app import Service, StartupError
-from liandong.server.tls import channel_credentials
+from liandong.tls import channel_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import ADMIN_TOKEN, DEMO_DIR, LOOPBACK, Certs, answers_of, batches, in_process, make_config, request, scrape, serving, wait_until
+from support.certs import Certs
+from support.data import DEMO_DIR
+from support.messages import answers_of, batches, request
+from support.metrics import scrape
+from support.processes import serving, wait_until
+from support.servers import ADMIN_TOKEN, LOOPBACK, make_config, running
+from support.rules import copy_demo
 
 TLS_TARGET_NAME = "localhost"
 
@@ -58,7 +63,7 @@ def tls_channel(port: int, ca: Path, cert: Path | None = None, key: Path | None 
 # -- TLS -------------------------------------------------------------------------------------------
 def test_tls_serves_only_clients_that_speak_tls_and_trust_the_ca(rules_dir: Path, runtime: DurableRuntime, certs: Certs) -> None:
     """With --tls-cert/--tls-key a TLS client trusting the CA gets answers, health and reflection; plaintext and untrusting clients are refused."""
-    with in_process(rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key)) as svc:
+    with running(rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key)) as svc:
         with tls_channel(svc.port, certs.ca) as channel:
             assert determine_over(channel) == "III"
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)  # type: ignore[no-untyped-call]
@@ -74,7 +79,7 @@ def test_tls_serves_only_clients_that_speak_tls_and_trust_the_ca(rules_dir: Path
 
 def test_mutual_tls_requires_a_client_certificate_signed_by_the_client_ca(rules_dir: Path, runtime: DurableRuntime, certs: Certs) -> None:
     """With --tls-client-ca only clients presenting a certificate signed by that CA are served."""
-    with in_process(rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key), tls_client_ca=str(certs.ca)) as svc:
+    with running(rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key), tls_client_ca=str(certs.ca)) as svc:
         with tls_channel(svc.port, certs.ca, certs.client_cert, certs.client_key) as good:
             assert determine_over(good) == "III"
         with tls_channel(svc.port, certs.ca) as anonymous:
@@ -113,7 +118,7 @@ def test_unusable_tls_files_stop_the_start(which: str, rules_dir: Path, runtime:
 def test_serve_flags_and_variables_enable_tls_for_the_cli_client(tmp_path: Path, certs: Certs) -> None:
     """`liandong serve --tls-cert` with LIANDONG_TLS_KEY serves TLS, and `liandong determine --tls-ca` talks to it."""
     rules = tmp_path / "rules"
-    shutil.copytree(DEMO_DIR, rules / "demo")
+    copy_demo(rules)
     with serving(tmp_path, "--rules-dir", str(rules), "--tls-cert", str(certs.server_cert), env={"LIANDONG_TLS_KEY": str(certs.server_key)}) as server:
         assert server.event("listening", tls="on") is not None
         run = subprocess.run(
@@ -182,7 +187,7 @@ def admin_call(port: int, metadata: list[tuple[str, str]] | None) -> grpc.Status
 
 def test_admin_service_is_off_by_default(rules_dir: Path, runtime: DurableRuntime) -> None:
     """Without --admin-token the admin service is not served (UNIMPLEMENTED) and reflection does not list it."""
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         assert admin_call(svc.port, [("authorization", f"Bearer {ADMIN_TOKEN}")]) == grpc.StatusCode.UNIMPLEMENTED
         with grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as channel:
             assert "liandong.v1.RulesAdminService" not in reflected_services(channel)
@@ -206,7 +211,7 @@ def test_admin_token_decides(metadata: list[tuple[str, str]] | None, want: grpc.
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("admin")
-    shutil.copytree(DEMO_DIR, root / "rules" / "demo")
+    copy_demo(root / "rules")
     svc = Service(make_config(root / "rules", admin_token=ADMIN_TOKEN), registry=CollectorRegistry(), runtime=runtime)
     svc.start()
     try:
@@ -218,7 +223,7 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRunti
 def test_admin_token_never_appears_in_logs_or_metrics(tmp_path: Path) -> None:
     """The token (and a wrong one presented) appear nowhere in the JSON logs or /metrics, through start, denials and a reload."""
     wrong = "Wr0ng-T0ken-Pr3sented-By-A-Caller"
-    shutil.copytree(DEMO_DIR, tmp_path / "rules" / "demo")
+    copy_demo(tmp_path / "rules")
     with serving(tmp_path, "--rules-dir", str(tmp_path / "rules"), env={"LIANDONG_ADMIN_TOKEN": ADMIN_TOKEN}) as server:
         assert admin_call(server.port, [("authorization", f"Bearer {wrong}")]) == grpc.StatusCode.PERMISSION_DENIED
         assert admin_call(server.port, None) == grpc.StatusCode.UNAUTHENTICATED
@@ -252,7 +257,7 @@ def test_rule_set_names_are_never_paths(ruleset: str, version: str, admin_server
 def test_a_fixtures_file_linked_from_outside_is_not_read(tmp_path: Path, runtime: DurableRuntime) -> None:
     """A fixtures symlink pointing outside the rules directory is refused by name; the file it points at is never read or quoted."""
     rules = tmp_path / "rules"
-    shutil.copytree(DEMO_DIR, rules / "demo")
+    copy_demo(rules)
     secret = tmp_path / "outside" / "secret.yaml"
     secret.parent.mkdir()
     secret.write_text("root_password: hunter2-SECRET\n", encoding="utf-8")
@@ -275,7 +280,7 @@ def test_yaml_constructs_no_objects(tag: str, where: str, tmp_path: Path) -> Non
     else:
         payload = f"{tag} [['touch', '{marker}']]" if "apply" in tag else f"{tag} ['{marker}']"
     rules = tmp_path / "rules"
-    shutil.copytree(DEMO_DIR, rules / "demo")
+    copy_demo(rules)
     target = rules / "demo" / ("2024.1.yaml" if where == "document" else "2024.1.fixtures.yaml")
     text = target.read_text(encoding="utf-8")
     key = "title: 测试预案\n" if where == "document" else "cases:\n"
@@ -311,7 +316,7 @@ def send_marked_incidents(target: str) -> None:
 @pytest.mark.parametrize("log_facts", [False, True], ids=["default", "--log-facts"])
 def test_facts_stay_out_of_logs_unless_enabled_and_out_of_metrics_always(log_facts: bool, tmp_path: Path) -> None:
     """By default no fact value appears in the logs; with --log-facts the decision lines carry them; /metrics never does."""
-    shutil.copytree(DEMO_DIR, tmp_path / "rules" / "demo")
+    copy_demo(tmp_path / "rules")
     args = ["--rules-dir", str(tmp_path / "rules")] + (["--log-facts"] if log_facts else [])
     with serving(tmp_path, *args) as server:
         send_marked_incidents(server.target)
@@ -334,7 +339,7 @@ def test_engine_failure_is_logged_without_facts(rules_dir: Path, runtime: Durabl
     def broken(name: str, fact: dict[str, object]) -> tuple[str, ...]:
         raise EngineFailure(f"durable-rules failed evaluating '{name}': {fact}") from ValueError(str(fact))
 
-    with in_process(rules_dir, runtime) as svc:
+    with running(rules_dir, runtime) as svc:
         monkeypatch.setattr(runtime, "fire", broken)
         with structlog.testing.capture_logs() as logs, grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as channel:
             with pytest.raises(grpc.RpcError) as caught:

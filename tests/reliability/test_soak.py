@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability.support import SOAK_DECISIONS
+from reliability import SOAK_DECISIONS
 
 WAIT_AT_MOST = 900.0  # seconds, from when this test starts
 RSS_GROWTH_LIMIT_KIB = 32 * 1024  # after the first checkpoint (warm caches), resident memory may not grow more

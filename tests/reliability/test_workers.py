@@ -1,28 +1,26 @@
-"""A crashed worker process (`liandong serve --workers 2`) is replaced, and the port keeps answering."""
+"""`liandong serve --workers 2`: two workers share one port, a crashed worker is replaced while the port keeps
+answering, the supervisor's metrics cover both workers, and SIGTERM stops them all with exit 0."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
 
 import grpc
-import pytest
 
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from reliability.support import DEMO_DIR, LOOPBACK, Serve, free_port, request, wait_until
+from support.messages import request
+from support.metrics import scrape
+from support.processes import Serve, free_port, wait_until
+from support.rules import copy_demo
+from support.servers import LOOPBACK
 
 BOUND = 60.0
-
-
-def has_workers_flag() -> bool:
-    run = subprocess.run([sys.executable, "-m", "liandong.cli", "serve", "--help"], capture_output=True, text=True, timeout=60)
-    return "--workers" in run.stdout
 
 
 def call_on_a_new_connection(target: str) -> str:
@@ -45,13 +43,12 @@ def replacement_decisions(events: list[dict[str, object]], pid: int) -> int:
 
 
 def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Path) -> None:
-    """SIGKILL one of two workers under load: the other keeps answering on the port, the supervisor starts a replacement, which answers too."""
-    if not has_workers_flag():
-        pytest.skip("needs --workers (issue 5)")
-    shutil.copytree(DEMO_DIR, tmp_path / "rules" / "demo")
-    port = free_port()
+    """SIGKILL one of two workers under load: the other keeps answering on the port, the supervisor starts a replacement, which answers too, and SIGTERM then exits 0."""
+    copy_demo(tmp_path / "rules")
+    port, metrics_port = free_port(), free_port()
     target = f"{LOOPBACK}:{port}"
-    server = Serve(tmp_path, "--workers", "2", "--listen", target, "--rules-dir", str(tmp_path / "rules"))
+    # The later --metrics-listen wins over Serve's own: the supervisor serves every worker's metrics there.
+    server = Serve(tmp_path, "--workers", "2", "--listen", target, "--metrics-listen", f"{LOOPBACK}:{metrics_port}", "--rules-dir", str(tmp_path / "rules"), "--grace-seconds", "2")
     worker_pids: set[int] = set()
     codes: Counter[str] = Counter()
     after_crash: Counter[str] = Counter()
@@ -77,6 +74,10 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
         first = {int(str(e["worker"])): int(str(e["pid"])) for e in ready()}
         worker_pids.update(first.values())
         assert sorted(first) == [0, 1]
+        assert call_on_a_new_connection(target) == "OK"
+        metrics = scrape(metrics_port)
+        assert "liandong_workers 2.0" in metrics
+        assert 'worker="0"' in metrics and 'worker="1"' in metrics
         loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
         for t in loaders:
             t.start()
@@ -90,6 +91,11 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
         worker_pids.add(replacement)
         # The replacement answers too: some fresh connection lands on it (each decision logs its worker).
         assert wait_until(lambda: replacement_decisions(server.events(), replacement) > 0, BOUND), dict(codes)
+        stop.set()
+        for t in loaders:
+            t.join(BOUND)
+        fresh = [call_on_a_new_connection(target) for _ in range(10)]  # each lands on either worker
+        assert fresh == ["OK"] * 10, fresh
     finally:
         stop.set()
         server.send_signal(signal.SIGTERM)
@@ -99,12 +105,11 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
             exit_code = None
         server.stop()
         for pid in worker_pids:  # workers exit with their supervisor; make sure of it
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     print(f"\nworker figures: calls by code {dict(codes)}, after the crash {dict(after_crash)}; worker 0 pid {victim} -> {replacement}")
     assert exit_code == 0
+    assert server.event("stopped") is not None
     assert server.event("worker_exited", pid=victim) is not None
     assert set(codes) <= {"OK", "UNAVAILABLE"}, codes  # a call on the dead worker's connection may be refused, never answered wrongly
     assert after_crash["OK"] >= 50  # the port kept answering while worker 0 was dead and after

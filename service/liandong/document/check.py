@@ -108,9 +108,13 @@ class _Checker:
         value = self.value(spec, spec.default, spec.pos, f"input '{spec.name}' default")
         if value is None:
             return spec
-        if spec.numeric and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
-                self.problem(spec.pos, f"input '{spec.name}' default {value} is outside its bounds")
+        if (
+            spec.numeric
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and ((spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum))
+        ):
+            self.problem(spec.pos, f"input '{spec.name}' default {value} is outside its bounds")
         return dataclasses.replace(spec, default=value)
 
     def value(self, spec: InputSpec, value: Scalar, pos: Pos, owner: str, rule_id: str = "") -> Scalar | None:
@@ -130,14 +134,13 @@ class _Checker:
         elif kind is InputType.STRING:
             if isinstance(value, str):
                 return value
-        elif kind is InputType.ENUM:
-            if isinstance(value, str):
-                found = spec.enum_id(value)
-                if found is not None:
-                    return found
-                choices = [v.id for v in spec.values] + [v.label for v in spec.values]
-                self.problem(pos, f"{owner}: '{value}' is not a value of input '{spec.name}' ({', '.join(v.id for v in spec.values)})", rule_id=rule_id, suggestion=closest(value, choices))
-                return None
+        elif kind is InputType.ENUM and isinstance(value, str):
+            found = spec.enum_id(value)
+            if found is not None:
+                return found
+            choices = [v.id for v in spec.values] + [v.label for v in spec.values]
+            self.problem(pos, f"{owner}: '{value}' is not a value of input '{spec.name}' ({', '.join(v.id for v in spec.values)})", rule_id=rule_id, suggestion=closest(value, choices))
+            return None
         self.problem(pos, f"{owner}: {value!r} does not fit input '{spec.name}' of type {kind.value}", rule_id=rule_id)
         return None
 

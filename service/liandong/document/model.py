@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class InputType(str, Enum):
     STRING = "string"
 
 
-Scalar = Union[int, float, bool, str]
+Scalar = int | float | bool | str
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class InputRef:
     input: str
 
 
-Operand = Union[Scalar, InputRef, tuple[Scalar, ...]]
+Operand = Scalar | InputRef | tuple[Scalar, ...]
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ class Not:
     pos: Pos
 
 
-Condition = Union[Comparison, AllOf, AnyOf, Not]
+Condition = Comparison | AllOf | AnyOf | Not
 
 
 @dataclass(frozen=True)

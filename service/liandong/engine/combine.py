@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from liandong.document.model import Citation, RuleSetDocument, Then, Unit
+from liandong.document.model import RuleSetDocument, Then, Unit
 from liandong.engine import trace
 from liandong.engine.result import (
-    CitationResult,
     CommanderResult,
     Determination,
     GroupResult,
@@ -35,12 +34,8 @@ PIECES_CACHE_SIZE = 1024
 Pieces = tuple[tuple[UnitResult, ...], tuple[GroupResult, ...], tuple[ObligationResult, ...]]
 
 
-def _citation(c: Citation) -> CitationResult:
-    return CitationResult(c.document, c.clause)
-
-
 def _unit(u: Unit) -> UnitResult:
-    return UnitResult(u.id, u.name, u.duties, _citation(u.citation))
+    return UnitResult(u.id, u.name, u.duties, u.citation)
 
 
 class _Source:
@@ -84,15 +79,15 @@ class Prepared:
         self.ranks = {lv.code: lv.rank for lv in doc.levels}
         self.units = {u.id: _unit(u) for u in doc.units}
         self.groups = {
-            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, _citation(g.citation))
+            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, g.citation)
             for g in doc.groups
         }
         self.obligations = {
-            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, _citation(o.citation))
+            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, o.citation)
             for o in doc.obligations
         }
-        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, _citation(lv.citation) if lv.citation else None) for lv in doc.levels}
-        self.rules = {r.id: MatchedRule(r.id, r.title, _citation(r.citation), None) for r in doc.rules}
+        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, lv.citation) for lv in doc.levels}
+        self.rules = {r.id: MatchedRule(r.id, r.title, r.citation, None) for r in doc.rules}
 
         # Bits of an answer's contents, in catalogue order (the order answers list them in): units
         # first, then groups, then obligations, so ascending bits are document order in each.
@@ -140,7 +135,7 @@ class Prepared:
             groups = tuple(r for i, r in enumerate(self.groups.values()) if self._group_bit(i) & bits)
             obligations = tuple(
                 (ObligationResult(r.id, r.text, units, r.within_seconds, r.within_text, r.citation) if o.by_participants else r)
-                for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values()))
+                for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values(), strict=True))
                 if self._obligation_bit(i) & bits
             )
             found = (units, groups, obligations)
@@ -199,7 +194,7 @@ def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object],
 
         def matched(p: int) -> MatchedRule:
             rule = rules[p]
-            return MatchedRule(rule.id, rule.title, _citation(rule.citation), trace.evaluate(rule.when, facts))
+            return MatchedRule(rule.id, rule.title, rule.citation, trace.evaluate(rule.when, facts))
 
         matched_rules = tuple([matched(p) for p in positions])
         unmatched = tuple([matched(p) for p in range(len(rules)) if p not in fired_positions])

@@ -60,11 +60,10 @@ def coerce(spec: InputSpec, value: object) -> tuple[object, FieldViolation | Non
         if isinstance(value, float) and not math.isfinite(value):
             return None, FieldViolation(name, "must be a finite number, not NaN or infinity", "not_finite")
         number: int | float = value
-        if spec.type is InputType.INTEGER:
-            if isinstance(value, float):
-                if not value.is_integer():
-                    return None, FieldViolation(name, f"must be a whole number, not {value}", "wrong_type")
-                number = int(value)
+        if spec.type is InputType.INTEGER and isinstance(value, float):
+            if not value.is_integer():
+                return None, FieldViolation(name, f"must be a whole number, not {value}", "wrong_type")
+            number = int(value)
         if spec.minimum is not None and number < spec.minimum:
             return None, FieldViolation(name, f"{number} is below the minimum {spec.minimum:g}", "out_of_range")
         if spec.maximum is not None and number > spec.maximum:

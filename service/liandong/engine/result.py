@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+# Answers cite clauses with the document's own frozen Citation: an answer's citation is the clause the
+# document names, with nothing added, so a second type of the same shape would only be copied into.
+from liandong.document.model import Citation
+
 
 @dataclass(frozen=True)
 class Incident:
@@ -17,20 +21,11 @@ class Incident:
 
 
 @dataclass(frozen=True)
-class CitationResult:
-    document: str
-    clause: str
-
-    def __str__(self) -> str:
-        return f"{self.document} {self.clause}".strip()
-
-
-@dataclass(frozen=True)
 class LevelResult:
     code: str
     name: str
     rank: int
-    citation: CitationResult | None = None  # the clause for what this level requires, if it says
+    citation: Citation | None = None  # the clause for what this level requires, if it says
 
 
 @dataclass(frozen=True)
@@ -38,7 +33,7 @@ class UnitResult:
     id: str
     name: str
     duties: str
-    citation: CitationResult
+    citation: Citation
 
 
 @dataclass(frozen=True)
@@ -48,7 +43,7 @@ class GroupResult:
     lead: UnitResult | None
     members: tuple[UnitResult, ...]
     duties: str
-    citation: CitationResult
+    citation: Citation
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class ObligationResult:
     who: tuple[UnitResult, ...]
     within_seconds: int | None
     within_text: str
-    citation: CitationResult
+    citation: Citation
 
 
 @dataclass(frozen=True)
@@ -81,7 +76,7 @@ class ConditionTrace:
 class MatchedRule:
     id: str
     title: str
-    citation: CitationResult
+    citation: Citation
     conditions: ConditionTrace | None = None  # only with explain
 
 

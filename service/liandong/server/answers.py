@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from liandong.document.model import Citation
 from liandong.engine.compile import CompiledRuleSet
-from liandong.engine.result import CitationResult, ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
+from liandong.engine.result import ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
 from liandong.v1 import liandong_pb2 as pb
 
 _FIELDS = pb.Determination.DESCRIPTOR.fields_by_name
@@ -50,7 +50,7 @@ def stream_response(answers: Iterable[bytes]) -> bytes:
     return b"".join(_DETERMINATION_TAG + _varint(len(a)) + a for a in answers)
 
 
-def citation(c: CitationResult | Citation | None) -> pb.Citation | None:
+def citation(c: Citation | None) -> pb.Citation | None:
     return pb.Citation(document=c.document, clause=c.clause) if c is not None else None
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -21,9 +19,9 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.server.admin import AdminServicer
 from liandong.server.config import Config
 from liandong.server.metrics import ActiveVersionCollector, Metrics
-from liandong.server.reload import RulesState
+from liandong.server.reload import RulesState, Watcher
 from liandong.server.servicer import ResponseServicer, register
-from liandong.server.tls import TLSError, server_credentials
+from liandong.tls import TLSError, server_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2
 
 log = structlog.get_logger("liandong.server")
@@ -34,19 +32,6 @@ ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["RulesAdminService"].full_
 
 class StartupError(Exception):
     """The service cannot start: bad address, or no valid rules to serve."""
-
-
-def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
-    entries = []
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            entries.append((path, st.st_mtime_ns, st.st_size))
-    return tuple(sorted(entries))
 
 
 class Service:
@@ -62,7 +47,7 @@ class Service:
         self._server: grpc.Server | None = None
         self._metrics_httpd: Any = None
         self._stopping = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._watcher: Watcher | None = None
 
     def _set_health(self, serving: bool) -> None:
         value = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -101,7 +86,7 @@ class Service:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [RESPONSE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         if c.admin_token:
-            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(AdminServicer(self.state, c.admin_token), server)  # type: ignore[no-untyped-call]
+            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(AdminServicer(self.state, c.admin_token, self.metrics), server)  # type: ignore[no-untyped-call]
             services.append(ADMIN_SERVICE)
         reflection.enable_server_reflection(services, server)
         try:
@@ -112,27 +97,16 @@ class Service:
         self._server = server
         server.start()
         log.info("listening", address=c.listen, port=self.port, metrics_port=self.metrics_port, admin=bool(c.admin_token), tls="mutual" if c.tls_client_ca else "on" if credentials else "off", config=c.redacted())
-        # Fingerprint before the first load: an edit landing while it runs must count as a change.
-        seen = _fingerprint(c.rules_dir) if c.watch else ()
+        watcher = Watcher(self.state, c.watch_interval, self._stopping) if c.watch else None  # before the first load
         outcome = self.state.reload("startup")
         if not outcome.ok:
             self.stop(0)
             shown = "\n".join(outcome.errors[:20])
             raise StartupError(f"no valid rules to serve from {c.rules_dir}:\n{shown}")
         self._set_health(True)
-        if c.watch:
-            self._watcher = threading.Thread(target=self._watch, args=(seen,), name="rules-watch", daemon=True)
-            self._watcher.start()
-
-    def reload(self, trigger: str) -> None:
-        self.state.reload(trigger)
-
-    def _watch(self, seen: tuple[tuple[str, int, int], ...]) -> None:
-        while not self._stopping.wait(self.config.watch_interval):
-            now = _fingerprint(self.config.rules_dir)
-            if now != seen:
-                seen = now
-                self.state.reload("watch")
+        if watcher is not None:
+            watcher.start()
+            self._watcher = watcher
 
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls (health NOT_SERVING), let in-flight calls finish within the grace period."""
@@ -172,7 +146,7 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
         if not ready.is_set():
             hup_pending.set()
             return
-        threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
+        threading.Thread(target=service.state.reload, args=("signal",), name="reload", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -184,7 +158,7 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
         return 1
     ready.set()
     if hup_pending.is_set():
-        threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
+        threading.Thread(target=service.state.reload, args=("signal",), name="reload", daemon=True).start()
     if on_ready is not None:
         on_ready(service)
     while not done.wait(0.5):

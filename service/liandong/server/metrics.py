@@ -21,6 +21,9 @@ RELOADS = "liandong_reloads"
 LAST_RELOAD_SUCCESS = "liandong_last_reload_success_timestamp_seconds"
 RULESET_ACTIVE = "liandong_ruleset_active_info"
 SERVING = "liandong_serving"
+# The supervisor's own, with --workers N (server/workers.py): the workers' metrics come labelled by worker.
+WORKERS = "liandong_workers"
+WORKER_RESTARTS = "liandong_worker_restarts"  # _total is added by the client library
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 

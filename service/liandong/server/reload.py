@@ -3,15 +3,16 @@
 A reload loads and checks every document, compiles it, and runs every fixture against the new book
 before swapping it in with one reference assignment, together with the answer codecs built for
 it. Requests hold the book they started with, so in-flight calls finish on their version. A failed
-reload leaves the old book serving.
+reload leaves the old book serving. What triggers a reload: start-up, SIGHUP (app.py), the admin
+service (admin.py), and, with --watch, the file watcher below.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +128,47 @@ class RulesState:
                 continue  # no version in force today
             out.append((name, active.document.version, active.document.content_hash))
         return out
+
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(root: Path) -> Fingerprint:
+    """(path, mtime, size) of every file under root, sorted: equal when nothing was changed."""
+    entries = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            entries.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(entries))
+
+
+class Watcher:
+    """With `--watch`: reloads the rules when a file under their directory changes (trigger "watch").
+
+    It polls (mtime and size every interval), which works on every filesystem, including mounted
+    ConfigMaps, where change notifications do not arrive.
+    """
+
+    def __init__(self, state: RulesState, interval: float, stopping: threading.Event) -> None:
+        self.state = state
+        self.interval = interval
+        self._stopping = stopping
+        # Made before the first load: an edit landing while that load runs must count as a change.
+        self._seen = fingerprint(state.rules_dir)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="rules-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.interval):
+            now = fingerprint(self.state.rules_dir)
+            if now != self._seen:
+                self._seen = now
+                self.state.reload("watch")

@@ -11,21 +11,22 @@ import grpc
 import structlog
 
 from liandong.engine.result import Determination
-from liandong.errors import EngineFailure, LiandongError, RuleSetNotFound
+from liandong.errors import RuleSetNotFound
 from liandong.rulebook import RuleBook, evaluate
 from liandong.server import answers as answers_pb
 from liandong.server import convert, status
+from liandong.server.calls import CallMetrics, Observed, guard, refusal
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState, Serving
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
+from liandong.wire import MAX_BATCH
 
 log = structlog.get_logger("liandong.decisions")
 
 T = TypeVar("T")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ResponseService"].full_name
-MAX_BATCH = 1000  # requests in one DetermineStreamRequest (see the proto)
 # Response messages stay within what grpc clients accept by default (4 MiB) and the server's own
 # send limit; each answer adds its key and length to the message.
 CLIENT_RECEIVE_LIMIT = 4 * 1024 * 1024
@@ -89,57 +90,6 @@ def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= DEADLINE_SLACK else grpc.StatusCode.CANCELLED
 
 
-class Observed:
-    """Counts and times one call by method and final status code."""
-
-    __slots__ = ("metrics", "method", "code", "start")
-
-    def __init__(self, metrics: "CallMetrics", method: str) -> None:
-        self.metrics = metrics
-        self.method = method
-        self.code = grpc.StatusCode.OK
-        self.start = time.perf_counter()
-
-    def finish(self) -> None:
-        self.metrics.finished(self.method, self.code, time.perf_counter() - self.start)
-
-
-class CallMetrics:
-    """The metric children a call touches, looked up once per label set: `labels()` costs more
-    than the increment itself, and these label sets are few (methods, codes, loaded rule ids)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._calls: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
-        self._decisions: dict[tuple[str, str, str], Any] = {}
-        self._rules: dict[tuple[str, str], Any] = {}
-        self._evaluations: dict[str, Any] = {}
-
-    def finished(self, method: str, code: grpc.StatusCode, elapsed: float) -> None:
-        key = (method, code)
-        children = self._calls.get(key)
-        if children is None:
-            children = self._calls[key] = (self.metrics.rpc_requests.labels(method=method, code=code.name), self.metrics.rpc_duration.labels(method=method, code=code.name))
-        children[0].inc()
-        children[1].observe(elapsed)
-
-    def decided(self, det: Determination, level: str, elapsed: float) -> None:
-        evaluation = self._evaluations.get(det.ruleset)
-        if evaluation is None:
-            evaluation = self._evaluations[det.ruleset] = self.metrics.evaluation_duration.labels(ruleset=det.ruleset)
-        evaluation.observe(elapsed)
-        key = (det.ruleset, det.version, level)
-        decisions = self._decisions.get(key)
-        if decisions is None:
-            decisions = self._decisions[key] = self.metrics.decisions.labels(ruleset=det.ruleset, version=det.version, level=level)
-        decisions.inc()
-        for rule in det.matched_rules:
-            hits = self._rules.get((det.ruleset, rule.id))
-            if hits is None:
-                hits = self._rules[(det.ruleset, rule.id)] = self.metrics.rule_hits.labels(ruleset=det.ruleset, rule=rule.id)
-            hits.inc()
-
-
 class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def __init__(self, state: RulesState, metrics: Metrics, log_facts: bool = False, max_stream_requests: int = 100_000, max_message_bytes: int = CLIENT_RECEIVE_LIMIT) -> None:
         self.state = state
@@ -159,29 +109,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def _book(self) -> RuleBook:
         return self._serving().book
 
-    @staticmethod
-    def _refusal(exc: Exception, method: str) -> grpc.Status:
-        """The status a failed call ends with; an unexpected failure is logged, never sent."""
-        if isinstance(exc, status.Refusal):
-            return exc.status
-        if isinstance(exc, EngineFailure):  # its message can quote the incident's facts: not logged
-            log.error("engine_failure", method=method, ruleset=exc.ruleset, cause=type(exc.__cause__).__name__)
-        if isinstance(exc, LiandongError):
-            return status.to_status(exc)
-        log.exception("internal_error", method=method)
-        return status.plain(grpc.StatusCode.INTERNAL, "internal error; see the service log")
-
     def _guard(self, method: str, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
-        obs = Observed(self.calls, method)
-        try:
-            return fn()
-        except Exception as exc:
-            st = self._refusal(exc, method)
-            obs.code = st.code
-            context.abort_with_status(st)
-            raise AssertionError("abort_with_status returned") from exc
-        finally:
-            obs.finish()
+        return guard(self.calls, method, context, fn)
 
     def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> bytes:
         """One answer, serialized: joined from the codec's pieces, or built as a message with explain."""
@@ -268,7 +197,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             if not context.is_active():
                 obs.code = _ended(context)  # the caller went away or its deadline passed
             else:
-                failure = self._refusal(exc, "DetermineStream")
+                failure = refusal(exc, "DetermineStream")
                 obs.code = failure.code
         finally:
             obs.finish()
@@ -276,7 +205,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             context.abort_with_status(failure)
 
     def ListRuleSets(self, request: pb.ListRuleSetsRequest, context: grpc.ServicerContext) -> pb.ListRuleSetsResponse:
-        return self._guard("ListRuleSets", context, lambda: pb.ListRuleSetsResponse(rulesets=summaries(self._book())))
+        return self._guard("ListRuleSets", context, lambda: pb.ListRuleSetsResponse(rulesets=convert.summaries(self._book())))
 
     def GetRuleSet(self, request: pb.GetRuleSetRequest, context: grpc.ServicerContext) -> pb.RuleSet:
         def get() -> pb.RuleSet:
@@ -285,7 +214,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             if not request.ruleset:
                 raise status.Refusal(status.bad_request("ruleset", "is required"))
             versions = book.versions(request.ruleset)
-            active = _active_version(book, request.ruleset)
+            active = convert.active_version(book, request.ruleset)
             if request.version:
                 chosen = next((c for c in versions if c.document.version == request.version), None)
                 if chosen is None:
@@ -296,24 +225,3 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             return convert.ruleset_to_proto(chosen, infos, chosen.document.version == active)
 
         return self._guard("GetRuleSet", context, get)
-
-
-def _active_version(book: RuleBook, ruleset: str) -> str:
-    try:
-        return book.active(ruleset).document.version
-    except LiandongError:
-        return ""
-
-
-def summaries(book: RuleBook) -> list[pb.RuleSetSummary]:
-    out = []
-    for name in book.rulesets():
-        versions = book.versions(name)
-        active = _active_version(book, name)
-        out.append(pb.RuleSetSummary(
-            id=name,
-            incident_types=sorted({t for c in versions for t in c.document.incident_types}),
-            active_version=active,
-            versions=[convert.version_info(c, c.document.version == active) for c in versions],
-        ))
-    return out

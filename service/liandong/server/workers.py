@@ -28,6 +28,7 @@ Workers exit when the supervisor goes away (they watch their pipe to it).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -46,6 +47,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from liandong.server.config import Config
+from liandong.server.metrics import WORKER_RESTARTS, WORKERS
 
 log = structlog.get_logger("liandong.supervisor")
 
@@ -136,8 +138,8 @@ class Supervisor:
         self._backoff: dict[int, float] = {}
         self._signals: list[int] = []
         self.registry = CollectorRegistry()
-        self._live = Gauge("liandong_workers", "Worker processes serving (SERVING reported to the supervisor)", registry=self.registry)
-        self._restarts = Counter("liandong_worker_restarts", "Workers replaced after they died", registry=self.registry)
+        self._live = Gauge(WORKERS, "Worker processes serving (SERVING reported to the supervisor)", registry=self.registry)
+        self._restarts = Counter(WORKER_RESTARTS, "Workers replaced after they died", registry=self.registry)
         self._metrics_httpd: Any = None
 
     def metrics_ports(self) -> list[tuple[int, int]]:
@@ -172,10 +174,8 @@ class Supervisor:
         for w in list(self._workers.values()):
             # A worker sets its handlers before it reports ready; before that a signal would kill it.
             if w.process.is_alive() and (w.ready or sig in (signal.SIGTERM, signal.SIGKILL)):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(w.process.pid, sig)
-                except ProcessLookupError:
-                    pass
 
     def _waitables(self) -> list[Any]:
         out: list[Any] = [w.process.sentinel for w in self._workers.values()]

@@ -1,4 +1,7 @@
-"""TLS for the gRPC port: server credentials (optionally mutual TLS) and client credentials.
+"""TLS from PEM files, for both ends: server credentials (optionally mutual TLS) and client credentials.
+
+The server (server/app.py) and the clients (client.py, cli.py) both read certificate files the same
+way, so this module sits below both of them rather than inside either.
 
 Files are read and checked when the service starts, with the standard library's `ssl` module, so a
 missing file, a certificate that does not match its key, or a CA file that is not PEM stops the
