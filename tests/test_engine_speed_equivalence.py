@@ -63,7 +63,7 @@ def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str
     def matched(rule: Rule) -> MatchedRule:
         if not explain:
             return prepared.rules[rule.id]
-        return MatchedRule(rule.id, rule.title, combine_module._citation(rule.citation), trace.evaluate(rule.when, facts))
+        return MatchedRule(rule.id, rule.title, combine_module._citation(rule.citation), trace.evaluate(rule.when, facts), combine_module._citations(rule.citations))
 
     matched_rules = tuple(matched(r) for r in fired_rules)
     unmatched: tuple[MatchedRule, ...] = ()
@@ -78,7 +78,9 @@ def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str
         commanders=tuple(CommanderResult(c.role, c.who) for c in commanders), lead=by_id[lead_id] if lead_id is not None else None,
         units=tuple(by_id[u] for u in participants), groups=tuple(prepared.groups[g.id] for g in groups),
         obligations=tuple(
-            replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants)) if o.by_participants else prepared.obligations[o.id]
+            replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants)) if o.by_participants
+            else replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants if by_id[w].member)) if o.by_members
+            else prepared.obligations[o.id]
             for o in obligations
         ),
         matched_rules=matched_rules, facts=dict(facts), unmatched_rules=unmatched,
@@ -234,7 +236,9 @@ def test_combine_matches_the_reference_and_shares_results(books: list[RuleBook])
                     assert all(r is prepared.rules[r.id] for r in got.matched_rules)
                     for o in got.obligations:
                         shared = prepared.obligations[o.id]
-                        assert o is shared or (o.who == got.units and o.citation is shared.citation)
+                        owed_by = next(x for x in doc.obligations if x.id == o.id)
+                        owers = tuple(u for u in got.units if u.member) if owed_by.by_members else got.units
+                        assert o is shared or (o.who == owers and o.citation is shared.citation)
                 assert len(prepared._pieces) <= combine_module.PIECES_CACHE_SIZE
 
 

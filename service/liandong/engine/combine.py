@@ -10,6 +10,7 @@ units, groups and obligations those bits stand for.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 
 from liandong.document.model import Citation, RuleSetDocument, Then, Unit
@@ -39,8 +40,13 @@ def _citation(c: Citation) -> CitationResult:
     return CitationResult(c.document, c.clause)
 
 
+def _citations(cs: tuple[Citation, ...]) -> tuple[CitationResult, ...]:
+    return tuple(_citation(c) for c in cs)
+
+
 def _unit(u: Unit) -> UnitResult:
-    return UnitResult(u.id, u.name, u.duties, _citation(u.citation))
+    cited = _citations(u.citations)
+    return UnitResult(u.id, u.name, u.duties, cited[0], cited, u.member)
 
 
 class _Source:
@@ -84,15 +90,15 @@ class Prepared:
         self.ranks = {lv.code: lv.rank for lv in doc.levels}
         self.units = {u.id: _unit(u) for u in doc.units}
         self.groups = {
-            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, _citation(g.citation))
+            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, _citation(g.citation), _citations(g.citations))
             for g in doc.groups
         }
         self.obligations = {
-            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, _citation(o.citation))
+            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, _citation(o.citation), _citations(o.citations), o.timing)
             for o in doc.obligations
         }
-        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, _citation(lv.citation) if lv.citation else None) for lv in doc.levels}
-        self.rules = {r.id: MatchedRule(r.id, r.title, _citation(r.citation), None) for r in doc.rules}
+        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, _citation(lv.citation) if lv.citation else None, _citations(lv.citations)) for lv in doc.levels}
+        self.rules = {r.id: MatchedRule(r.id, r.title, _citation(r.citation), None, _citations(r.citations)) for r in doc.rules}
 
         # Bits of an answer's contents, in catalogue order (the order answers list them in): units
         # first, then groups, then obligations, so ascending bits are document order in each.
@@ -138,8 +144,9 @@ class Prepared:
         if found is None:
             units = tuple(r for i, r in enumerate(self.units.values()) if bits >> i & 1)
             groups = tuple(r for i, r in enumerate(self.groups.values()) if self._group_bit(i) & bits)
+            members = tuple(u for u in units if u.member)
             obligations = tuple(
-                (ObligationResult(r.id, r.text, units, r.within_seconds, r.within_text, r.citation) if o.by_participants else r)
+                (dataclasses.replace(r, who=units) if o.by_participants else dataclasses.replace(r, who=members) if o.by_members else r)
                 for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values()))
                 if self._obligation_bit(i) & bits
             )
@@ -199,7 +206,7 @@ def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object],
 
         def matched(p: int) -> MatchedRule:
             rule = rules[p]
-            return MatchedRule(rule.id, rule.title, _citation(rule.citation), trace.evaluate(rule.when, facts))
+            return MatchedRule(rule.id, rule.title, _citation(rule.citation), trace.evaluate(rule.when, facts), _citations(rule.citations))
 
         matched_rules = tuple([matched(p) for p in positions])
         unmatched = tuple([matched(p) for p in range(len(rules)) if p not in fired_positions])

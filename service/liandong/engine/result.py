@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from liandong.document.model import Timing
+
 
 @dataclass(frozen=True)
 class Incident:
@@ -31,6 +33,7 @@ class LevelResult:
     name: str
     rank: int
     citation: CitationResult | None = None  # the clause for what this level requires, if it says
+    citations: tuple[CitationResult, ...] = ()  # every clause cited; `citation` is the first
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class UnitResult:
     name: str
     duties: str
     citation: CitationResult
+    citations: tuple[CitationResult, ...] = ()  # every clause cited; `citation` is the first
+    member: bool = True  # one of the plan's 成员单位
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class GroupResult:
     members: tuple[UnitResult, ...]
     duties: str
     citation: CitationResult
+    citations: tuple[CitationResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,11 @@ class ObligationResult:
     id: str
     text: str
     who: tuple[UnitResult, ...]
-    within_seconds: int | None
-    within_text: str
+    within_seconds: int | None  # 0 when due at once; None when promptly or no time is given
+    within_text: str  # the fixed limit as written (20m), else empty
     citation: CitationResult
+    citations: tuple[CitationResult, ...] = ()
+    timing: Timing = Timing.NONE
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class MatchedRule:
     title: str
     citation: CitationResult
     conditions: ConditionTrace | None = None  # only with explain
+    citations: tuple[CitationResult, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+
 from google.protobuf import struct_pb2
 
-from liandong.document.model import InputSpec, RuleSetDocument
+from liandong.document.model import InputSpec, RuleSetDocument, Timing
 from liandong.engine import descriptor
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import (
@@ -20,7 +22,7 @@ from liandong.engine.result import (
     ObligationResult,
     UnitResult,
 )
-from liandong.server.answers import citation
+from liandong.server.answers import TIMING, citation, citations, unit
 from liandong.v1 import liandong_pb2 as pb
 
 
@@ -88,13 +90,13 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         version=version_info(c, active),
         incident_types=list(d.incident_types),
         inputs=[_input(i) for i in d.inputs],
-        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation)) for lv in d.levels],
-        units=[pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation)) for u in d.units],
+        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation), citations=citations(lv.citations)) for lv in d.levels],
+        units=[unit(u) for u in d.units],
         groups=[
-            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=citation(g.citation))
+            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=citation(g.citation), citations=citations(g.citations))
             for g in d.groups
         ],
-        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation)) for r in d.rules],
+        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for r in d.rules],
         versions=versions,
     )
 
@@ -104,8 +106,15 @@ def _citation_back(c: pb.Citation) -> CitationResult:
     return CitationResult(c.document, c.clause)
 
 
+def _citations_back(cs: Iterable[pb.Citation]) -> tuple[CitationResult, ...]:
+    return tuple(_citation_back(c) for c in cs)
+
+
+_TIMING_BACK = {code: timing for timing, code in TIMING.items()}
+
+
 def _unit_back(u: pb.Unit) -> UnitResult:
-    return UnitResult(u.id, u.name, u.duties, _citation_back(u.citation))
+    return UnitResult(u.id, u.name, u.duties, _citation_back(u.citation), _citations_back(u.citations), u.member)
 
 
 def _condition_back(c: pb.Condition) -> ConditionTrace:
@@ -113,7 +122,7 @@ def _condition_back(c: pb.Condition) -> ConditionTrace:
 
 
 def _rule_back(r: pb.MatchedRule) -> MatchedRule:
-    return MatchedRule(r.id, r.title, _citation_back(r.citation), _condition_back(r.conditions) if r.HasField("conditions") else None)
+    return MatchedRule(r.id, r.title, _citation_back(r.citation), _condition_back(r.conditions) if r.HasField("conditions") else None, _citations_back(r.citations))
 
 
 def determination_from_proto(msg: pb.Determination) -> Determination:
@@ -126,7 +135,7 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
     level = None
     if msg.HasField("level"):
         lv = msg.level
-        level = LevelResult(lv.code, lv.name, lv.rank, _citation_back(lv.citation) if lv.HasField("citation") else None)
+        level = LevelResult(lv.code, lv.name, lv.rank, _citation_back(lv.citation) if lv.HasField("citation") else None, _citations_back(lv.citations))
     return Determination(
         ruleset=msg.ruleset,
         version=msg.version,
@@ -140,15 +149,17 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
         lead=_unit_back(msg.lead_agency) if msg.HasField("lead_agency") else None,
         units=tuple(_unit_back(u) for u in msg.participating_units),
         groups=tuple(
-            GroupResult(g.id, g.name, ref_back(g.lead) if g.HasField("lead") else None, tuple(ref_back(m) for m in g.members), g.duties, _citation_back(g.citation))
+            GroupResult(g.id, g.name, ref_back(g.lead) if g.HasField("lead") else None, tuple(ref_back(m) for m in g.members), g.duties, _citation_back(g.citation), _citations_back(g.citations))
             for g in msg.groups
         ),
         obligations=tuple(
             ObligationResult(
                 o.id, o.text, tuple(ref_back(w) for w in o.who),
                 o.within.seconds if o.HasField("within") else None,
-                _duration_text(o.within.seconds) if o.HasField("within") else "",
+                _duration_text(o.within.seconds) if o.timing == pb.Obligation.TIMING_WITHIN and o.HasField("within") else "",
                 _citation_back(o.citation),
+                _citations_back(o.citations),
+                _TIMING_BACK.get(o.timing, Timing.NONE),
             )
             for o in msg.obligations
         ),
