@@ -95,3 +95,15 @@ def test_township_village_duties_are_timed_as_the_plan_words_them(book: RuleBook
     assert _obligation(det, "reply_20min")[:2] == (Timing.WITHIN, 1200)
     assert _obligation(det, "notify_and_report")[:2] == (Timing.PROMPTLY, None)
     assert _obligation(det, "handle_per_plans")[:2] == (Timing.NONE, None)
+
+
+@pytest.mark.parametrize(("facts", "code"), [({"flood_magnitude": "major"}, "II"), ({"flood_magnitude": "extraordinary"}, "I")])
+def test_flood_reporting_limits_cite_the_clause_that_sets_them(book: RuleBook, facts: dict[str, object], code: str) -> None:
+    """Ⅱ and Ⅰ answer with 篇7 三(二)三, where 「零时间」 and 「1小时内」 are written, among their level's clauses, and with 一(一)三、三(一)一 nowhere."""
+    det = book.determine(Incident(type="flood", facts=facts))
+    assert det.level is not None and det.level.code == code
+    clauses = [c.clause for c in det.level.citations]
+    assert any(c.startswith("篇7 三(二)三 ") for c in clauses), clauses
+    assert not any("三(一)一" in c for c in clauses), clauses
+    reporting = {o.id: [c.clause for c in o.citations] for o in det.obligations if o.id in ("report_phone_zero_time", "report_written_1h")}
+    assert reporting == {"report_phone_zero_time": ["篇7 三(二)三"], "report_written_1h": ["篇7 三(二)三"]}

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from liandong.document.load import document_paths, load_document
-from liandong.document.model import Citation, RuleSetDocument
+from liandong.document.model import Citation, RuleSetDocument, Then
 
 RULES = ROOT / "rules"
 SOURCES = "sources"
@@ -134,7 +134,7 @@ def test_a_rule_cites_every_clause_its_obligations_come_from(path: Path) -> None
     doc = load_document(path)
     excerpts = excerpts_beside(path)
     obligations = {o.id: o for o in doc.obligations}
-    sources = [(f"levels.{lv.code}", lv, lv.then) for lv in doc.levels if lv.then is not None]
+    sources: list[tuple[str, object, Then]] = [(f"levels.{lv.code}", lv, lv.then) for lv in doc.levels if lv.then is not None]
     sources += [(f"rules.{r.id}", r, r.then) for r in doc.rules]
     problems = []
     for where, item, then in sources:
