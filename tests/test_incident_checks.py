@@ -187,3 +187,22 @@ def test_rules_explain_shows_assumed_inputs(capsys: pytest.CaptureFixture[str]) 
     assert main(["rules", "explain", "gauges", "--rules-dir", str(GAUGES), "--fact", "water_level_m=31", "--json"]) == EXIT_OK
     answer = json.loads(capsys.readouterr().out)
     assert answer["assumed"][2] == {"input": "dike_status", "value": "normal", "meaning": "堤防状况"}
+
+
+def test_fixtures_compare_assumed_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fixture's `assumed` (and its _include/_exclude forms) is compared with the answer's assumed inputs; a wrong list fails the case."""
+    assert main(["rules", "test", str(GAUGES)]) == EXIT_OK
+    assert capsys.readouterr().out.strip().endswith("4 passed, 0 failed")
+    shutil.copytree(GAUGES, tmp_path / "rules")
+    fixtures = tmp_path / "rules" / "gauges" / "1.fixtures.yaml"
+    fixtures.write_text(fixtures.read_text(encoding="utf-8").replace("assumed: [warning_level_m, guaranteed_level_m, dike_status, seepage_m3s]", "assumed: [warning_level_m, guaranteed_level_m, dike_status]"), encoding="utf-8")
+    assert main(["rules", "test", str(tmp_path / "rules")]) != EXIT_OK
+    assert "assumed: unexpected ['seepage_m3s']" in capsys.readouterr().out
+
+
+def test_get_ruleset_describes_checks_and_the_empty_report_rule(stub: pb_grpc.ResponseServiceStub) -> None:
+    """GetRuleSet lists each check with its message, the inputs it reads and its citations, and says whether an empty report is answered."""
+    rs = stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="gauges"), timeout=10)
+    assert [(c.id, list(c.inputs)) for c in rs.checks] == [("warning-below-guaranteed", ["warning_level_m", "guaranteed_level_m"]), ("level-below-1000", ["water_level_m", "reservoir_size"])]
+    assert rs.checks[0].message == "警戒水位应低于保证水位" and [c.clause for c in rs.checks[0].citations] == ["第三条", "二"]
+    assert rs.checks[1].citations == [] and rs.empty_report_meaningful is False

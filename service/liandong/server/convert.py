@@ -92,6 +92,8 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         ],
         rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for r in d.rules],
         versions=versions,
+        checks=[pb.InputCheck(id=c.id, message=c.message, inputs=list(c.inputs), citations=citations(c.citations)) for c in d.checks],
+        empty_report_meaningful=d.empty_report_meaningful,
     )
 
 
