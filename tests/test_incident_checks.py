@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog.testing
 from google.protobuf.json_format import MessageToDict
 
 from conftest import DATA, load_cases
@@ -206,3 +207,13 @@ def test_get_ruleset_describes_checks_and_the_empty_report_rule(stub: pb_grpc.Re
     assert [(c.id, list(c.inputs)) for c in rs.checks] == [("warning-below-guaranteed", ["warning_level_m", "guaranteed_level_m"]), ("level-below-1000", ["water_level_m", "reservoir_size"])]
     assert rs.checks[0].message == "警戒水位应低于保证水位" and [c.clause for c in rs.checks[0].citations] == ["第三条", "二"]
     assert rs.checks[1].citations == [] and rs.empty_report_meaningful is False
+
+
+def test_decision_log_names_the_assumed_inputs(stub: pb_grpc.ResponseServiceStub) -> None:
+    """The decision log line lists the inputs the answer assumed, and has no such key when it assumed none."""
+    with structlog.testing.capture_logs() as logs:
+        stub.Determine(request("gauge", {"water_level_m": 31.0, "seepage_m3s": 0}, incident_id="log-1"), timeout=10)
+        stub.Determine(request("gauge", {"warning_level_m": 30, "guaranteed_level_m": 32, "dike_status": "normal", "seepage_m3s": 0}, incident_id="log-2"), timeout=10)
+    lines = {e["incident_id"]: e for e in logs if e["event"] == "decision"}
+    assert lines["log-1"]["assumed"] == ["warning_level_m", "guaranteed_level_m", "dike_status"]
+    assert "assumed" not in lines["log-2"]
