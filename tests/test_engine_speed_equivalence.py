@@ -22,7 +22,7 @@ from liandong.engine import descriptor, trace
 from liandong.engine import runtime as runtime_module
 from liandong.engine.combine import Prepared, combine
 from liandong.engine.compile import ANCHOR_FIELD
-from liandong.engine.result import CommanderResult, Determination, Incident, MatchedRule
+from liandong.engine.result import AssumedInput, CommanderResult, Determination, Incident, MatchedRule
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure, FieldViolation, InvalidIncident
 from liandong.rulebook import RuleBook
@@ -84,6 +84,7 @@ def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str
             for o in obligations
         ),
         matched_rules=matched_rules, facts=dict(facts), unmatched_rules=unmatched,
+        assumed=tuple(AssumedInput(i.name, i.default, i.meaning) for i in doc.inputs if i.default is not None and incident.facts.get(i.name) is None),
     )
 
 
@@ -333,6 +334,14 @@ def test_runtime_c_calls_are_unchanged(monkeypatch: pytest.MonkeyPatch, runtime:
     assert all(args[1] == json.dumps({"sid": sid, "id": f"sid-{sid}", "$s": 1}, ensure_ascii=False) for n, args in calls if n == "update_state")
 
 
+def checked_facts(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, object]:
+    """The reference fact checks, between the checks that are not fast paths (empty report, checks:)."""
+    out = reference_normalize(doc, facts)
+    descriptor.refuse_empty(doc, facts)
+    descriptor.cross_check(doc, out)
+    return out
+
+
 def test_determine_is_unchanged_end_to_end(books: list[RuleBook]) -> None:
     """Whole determinations, or errors, through fire(): as the reference checks and combine make them."""
     rng = random.Random(5)
@@ -341,7 +350,7 @@ def test_determine_is_unchanged_end_to_end(books: list[RuleBook]) -> None:
             compiled = book.select(Incident(type=doc.incident_types[0]), doc.ruleset, doc.version)
             for n in range(300):
                 incident = Incident(type=doc.incident_types[0], facts=random_facts(rng, doc), id=str(n))
-                checked = outcome(reference_normalize, doc, incident.facts)
+                checked = outcome(checked_facts, doc, incident.facts)
                 for explain in (False, True):
                     got = outcome(book.determine, incident, doc.ruleset, doc.version, explain)
                     if not isinstance(checked, dict):

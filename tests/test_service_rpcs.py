@@ -133,8 +133,8 @@ def test_stream_mixes_rule_sets_in_order(client: Client) -> None:
     reqs = [
         Client.request("fire", {"deaths": 3}, incident_id="a"),
         Client.request("demo", {"deaths": 10}, incident_id="b"),
-        Client.request("quiet", {}, incident_id="c"),
-        Client.request("fire", {}, incident_id="d"),
+        Client.request("quiet", {"deaths": 0}, incident_id="c"),
+        Client.request("fire", {"deaths": 0}, incident_id="d"),
     ]
     answers = list(client.determine_many(reqs, timeout=30))
     assert [(a.incident_id, a.ruleset, a.level.code) for a in answers] == [

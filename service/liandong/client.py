@@ -60,7 +60,7 @@ def _details(error: grpc.RpcError, kind: type[M]) -> list[M]:
 
 def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
     return tuple(
-        FieldViolation(v.field.removeprefix("incident.facts."), v.description, v.reason)
+        FieldViolation("" if v.field == "incident.facts" else v.field.removeprefix("incident.facts."), v.description, v.reason)
         for bad in _details(error, error_details_pb2.BadRequest)
         for v in bad.field_violations
     )

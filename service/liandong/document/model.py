@@ -232,6 +232,21 @@ class Rule(Cited):
 
 
 @dataclass(frozen=True)
+class Check:
+    """A cross-input check (`checks:`): an incident whose inputs break `require` is refused.
+
+    `inputs` are every input the condition names; the check applies only when all have a value,
+    so a missing optional detail never turns into a refusal."""
+
+    id: str
+    require: Condition
+    message: str
+    citations: tuple[Citation, ...]  # optional: may be empty
+    pos: Pos
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Source:
     plan: str
     location: str
@@ -258,6 +273,10 @@ class RuleSetDocument:
     path: str
     content_hash: str = ""
     raw: object = field(default=None, compare=False, repr=False)
+    checks: tuple[Check, ...] = ()
+    # `empty_report: meaningful`: an incident with no facts at all is answered (on the defaults)
+    # instead of refused.
+    empty_report_meaningful: bool = False
 
     def input(self, name: str) -> InputSpec | None:
         for spec in self.inputs:

@@ -17,6 +17,7 @@ from liandong.document.model import (
     AllOf,
     AnyOf,
     Boundary,
+    Check,
     Citation,
     Commander,
     Comparison,
@@ -58,11 +59,23 @@ T = TypeVar("T")
 
 TOP_KEYS = (
     "ruleset", "version", "title", "source", "effective_from", "effective_until", "incident_types",
-    "boundary", "inputs", "levels", "units", "groups", "obligations", "rules",
+    "boundary", "inputs", "levels", "units", "groups", "obligations", "rules", "checks", "empty_report",
 )
+EMPTY_REPORT = ("refused", "meaningful")  # `empty_report:` values; refused is the default
 TOP_REQUIRED = ("ruleset", "version", "title", "source", "effective_from", "incident_types", "boundary", "inputs", "rules")
 INPUT_KEYS = ("type", "unit", "min", "max", "default", "required", "optional", "meaning", "values", "max_length")
 THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
+
+
+def _names(cond: Condition) -> tuple[str, ...]:
+    """Every input a condition names, operands included, each once in the order written."""
+    if isinstance(cond, (AllOf, AnyOf)):
+        found = [n for c in cond.items for n in _names(c)]
+    elif isinstance(cond, Not):
+        found = list(_names(cond.item))
+    else:
+        found = [cond.input] + ([cond.operand.input] if isinstance(cond.operand, InputRef) else [])
+    return tuple(dict.fromkeys(found))
 
 
 def _kind(value: Value) -> str:
@@ -247,6 +260,10 @@ class Parser:
         groups = self._each(e.get("groups"), "groups", self._group)
         obligations = self._each(e.get("obligations"), "obligations", self._obligation)
         rules = self._each(e.get("rules"), "rules", self._rule)
+        checks = self._each(e.get("checks"), "checks", self._check)
+        empty_report = self.text(e.get("empty_report"), "empty_report") if "empty_report" in e else EMPTY_REPORT[0]
+        if empty_report is not None and empty_report not in EMPTY_REPORT:
+            self.problem(e["empty_report"], f"empty_report '{empty_report}' is not one of {', '.join(EMPTY_REPORT)}", key="empty_report", suggestion=closest(empty_report, EMPTY_REPORT))
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
         if version is None or title is None or source is None or effective_from is None:
@@ -255,7 +272,8 @@ class Parser:
             ruleset=self.ruleset, version=version, title=title, source=source,
             effective_from=effective_from, effective_until=effective_until, incident_types=types,
             boundary=self.boundary, inputs=inputs, levels=levels, units=units, groups=groups,
-            obligations=obligations, rules=rules, path=self.path,
+            obligations=obligations, rules=rules, path=self.path, checks=checks,
+            empty_report_meaningful=empty_report == "meaningful",
         )
 
     def _each(self, value: Value | None, where: str, parse: Callable[[Value, str], T | None]) -> tuple[T, ...]:
@@ -472,6 +490,23 @@ class Parser:
         if not rid or title is None or citations is None or when is None or then is None:
             return None
         return Rule(rid, title, citations, when, then, self.pos(m, f"rules.{rid}"))
+
+    def _check(self, value: Value, where: str) -> Check | None:
+        if isinstance(value, LMap):
+            written = value.entries.get("id")
+            if isinstance(written, LScalar) and isinstance(written.value, str):
+                where = f"check '{written.value}'"
+        m = self.mapping(value, where, ("id", "require", "message", "citation"), ("id", "require", "message"))
+        if m is None:
+            return None
+        cid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
+        here = f"check '{cid}'" if cid else where
+        message = self.text(m.entries.get("message"), f"{here} message")
+        citations = self.citations(m.entries.get("citation"), f"{here} citation") if "citation" in m.entries else ()
+        require = self.condition(m.entries["require"], here, "") if "require" in m.entries else None
+        if not cid or message is None or citations is None or require is None:
+            return None
+        return Check(cid, require, message, citations, self.pos(m, f"checks.{cid}"), _names(require))
 
     def _then(self, value: Value | None, here: str, rid: str) -> Then | None:
         m = self.mapping(value, f"{here} then", THEN_KEYS, rule_id=rid)

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from liandong.document.model import Citation, RuleSetDocument, Then, Unit
 from liandong.engine import trace
 from liandong.engine.result import (
+    AssumedInput,
     CitationResult,
     CommanderResult,
     Determination,
@@ -98,6 +99,8 @@ class Prepared:
             for o in doc.obligations
         }
         self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, _citation(lv.citation) if lv.citation else None, _citations(lv.citations)) for lv in doc.levels}
+        # Inputs with a default, which an answer lists as assumed when the caller did not send them.
+        self.defaults = tuple((spec.name, AssumedInput(spec.name, spec.default, spec.meaning)) for spec in doc.inputs if spec.default is not None)
         self.rules = {r.id: MatchedRule(r.id, r.title, _citation(r.citation), None, _citations(r.citations)) for r in doc.rules}
 
         # Bits of an answer's contents, in catalogue order (the order answers list them in): units
@@ -232,4 +235,11 @@ def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object],
         matched_rules=matched_rules,
         facts=dict(facts),
         unmatched_rules=unmatched,
+        assumed=assumed(prepared, incident),
     )
+
+
+def assumed(prepared: Prepared, incident: Incident) -> tuple[AssumedInput, ...]:
+    """The inputs this answer took from their defaults: those the caller did not send (or sent as null)."""
+    sent = incident.facts
+    return tuple([a for name, a in prepared.defaults if sent.get(name) is None])

@@ -95,6 +95,15 @@ class MatchedRule:
 
 
 @dataclass(frozen=True)
+class AssumedInput:
+    """An input the caller did not send, and the rule set's default the rules used instead."""
+
+    input: str
+    value: object  # as the rules saw it: an enum as its id
+    meaning: str
+
+
+@dataclass(frozen=True)
 class Determination:
     """What the plan requires for one incident, and which clauses say so."""
 
@@ -114,3 +123,4 @@ class Determination:
     matched_rules: tuple[MatchedRule, ...]
     facts: dict[str, object] = field(default_factory=dict)  # as evaluated: defaults filled, enums as ids
     unmatched_rules: tuple[MatchedRule, ...] = ()  # only with explain: rules that did not fire, and why
+    assumed: tuple[AssumedInput, ...] = ()  # every input taken from its default, in document order

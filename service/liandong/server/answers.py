@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from google.protobuf import struct_pb2
+
 from liandong.document.model import Citation, Timing, Unit
 from liandong.engine.compile import CompiledRuleSet
-from liandong.engine.result import CitationResult, ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
+from liandong.engine.result import AssumedInput, CitationResult, ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
 from liandong.v1 import liandong_pb2 as pb
 
 _FIELDS = pb.Determination.DESCRIPTOR.fields_by_name
@@ -82,6 +84,19 @@ def unit(u: UnitResult | Unit) -> pb.Unit:
     return pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation), citations=citations(u.citations), member=u.member)
 
 
+def scalar_value(value: object) -> struct_pb2.Value:
+    """A default (bool, number or text) as a google.protobuf.Value."""
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, (int, float)):
+        return struct_pb2.Value(number_value=float(value))
+    return struct_pb2.Value(string_value=str(value))
+
+
+def assumed_input(a: AssumedInput) -> pb.AssumedInput:
+    return pb.AssumedInput(input=a.input, value=scalar_value(a.value), meaning=a.meaning)
+
+
 def _condition(t: ConditionTrace) -> pb.Condition:
     return pb.Condition(expression=t.expression, actual=t.actual, holds=t.holds, children=[_condition(c) for c in t.children])
 
@@ -115,6 +130,8 @@ class AnswerCodec:
         self._rule_wire = {i: _wire(matched_rules=[m]) for i, m in self.rules.items()}
         self._level_wire = {c: _wire(level=m) for c, m in self.levels.items()}
         self._type_wire = {t: _wire(incident_type=t) for t in doc.incident_types}
+        self.assumed = {name: assumed_input(a) for name, a in prepared.defaults}
+        self._assumed_wire = {name: _wire(assumed=[m]) for name, m in self.assumed.items()}
         # Obligations owed by every participating (member) unit name a different set of units per
         # answer: their encoding is written around the answer's units (fields 1-2, then 3, then 4-7).
         self._by_participants = frozenset(o.id for o in doc.obligations if o.by_participants or o.by_members)
@@ -161,6 +178,7 @@ class AnswerCodec:
             obligations=[self._obligation(o) for o in det.obligations],
             matched_rules=[self._rule(r) for r in det.matched_rules],
             unmatched_rules=[self._rule(r) for r in det.unmatched_rules],
+            assumed=[self.assumed[a.input] for a in det.assumed],
         )
         if det.level:
             msg.level.CopyFrom(self.levels[det.level.code])
@@ -191,6 +209,8 @@ class AnswerCodec:
         parts.extend(rule_wire[r.id] for r in det.matched_rules)
         type_wire = self._type_wire.get(det.incident_type)
         parts.append(type_wire if type_wire is not None else _wire(incident_type=det.incident_type))
+        assumed_wire = self._assumed_wire
+        parts.extend(assumed_wire[a.input] for a in det.assumed)
         return b"".join(parts)
 
     def _participants_obligation(self, oid: str, who: Sequence[UnitResult]) -> bytes:

@@ -11,6 +11,7 @@ from liandong.document.model import InputSpec, RuleSetDocument, Timing
 from liandong.engine import descriptor
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import (
+    AssumedInput,
     CitationResult,
     CommanderResult,
     ConditionTrace,
@@ -22,7 +23,7 @@ from liandong.engine.result import (
     ObligationResult,
     UnitResult,
 )
-from liandong.server.answers import TIMING, citation, citations, unit
+from liandong.server.answers import TIMING, citation, citations, scalar_value, unit
 from liandong.v1 import liandong_pb2 as pb
 
 
@@ -71,14 +72,7 @@ def _input(spec: InputSpec) -> pb.Input:
     if spec.maximum is not None:
         msg.max = float(spec.maximum)
     if spec.default is not None:
-        value = struct_pb2.Value()
-        if isinstance(spec.default, bool):
-            value.bool_value = spec.default
-        elif isinstance(spec.default, (int, float)):
-            value.number_value = float(spec.default)
-        else:
-            value.string_value = spec.default
-        msg.default_value.CopyFrom(value)
+        msg.default_value.CopyFrom(scalar_value(spec.default))
     return msg
 
 
@@ -98,6 +92,8 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         ],
         rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for r in d.rules],
         versions=versions,
+        checks=[pb.InputCheck(id=c.id, message=c.message, inputs=list(c.inputs), citations=citations(c.citations)) for c in d.checks],
+        empty_report_meaningful=d.empty_report_meaningful,
     )
 
 
@@ -166,6 +162,7 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
         matched_rules=tuple(_rule_back(r) for r in msg.matched_rules),
         facts={k: value_from_proto(v) for k, v in msg.evaluated_facts.fields.items()},
         unmatched_rules=tuple(_rule_back(r) for r in msg.unmatched_rules),
+        assumed=tuple(AssumedInput(a.input, value_from_proto(a.value), a.meaning) for a in msg.assumed),
     )
 
 
