@@ -113,6 +113,7 @@ def citations(doc: RuleSetDocument) -> Iterator[tuple[str, Citation]]:
     named += [(f"groups.{x.id}", x) for x in doc.groups]
     named += [(f"obligations.{x.id}", x) for x in doc.obligations]
     named += [(f"rules.{x.id}", x) for x in doc.rules]
+    named += [(f"checks.{x.id}", x) for x in getattr(doc, "checks", ())]
     for where, item in named:
         for citation in of(item):
             yield where, citation
