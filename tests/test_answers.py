@@ -78,20 +78,22 @@ def test_wire_is_byte_identical_to_the_message(book: RuleBook, ruleset: str) -> 
 
 
 def test_obligations_owed_by_participants_name_this_answers_units(book: RuleBook) -> None:
-    """An obligation owed by every participating unit names exactly the answer's units, in the joined bytes too."""
+    """An obligation owed by every participating (member) unit names exactly the answer's (member) units, in the joined bytes too."""
     compiled = book.active("fire-linkage")
-    owed = {o.id for o in compiled.document.obligations if o.by_participants}
-    assert owed, "fire-linkage has obligations owed by every participating unit"
+    owed = {o.id: o.by_members for o in compiled.document.obligations if o.by_participants or o.by_members}
+    assert owed, "fire-linkage has obligations owed by every participating member unit"
     codec = AnswerCodec(compiled)
     small = book.determine(Incident(type="fire", facts={"deaths": 0, "serious_injuries": 0, "direct_loss_yuan": 0.0}))
     large = book.determine(Incident(type="fire", facts={"deaths": 3, "serious_injuries": 12, "hazardous_materials": True, "power_involved": True}))
     for det in (small, large):
         parsed = pb.Determination.FromString(codec.wire(det, "d"))
         units = [u.id for u in parsed.participating_units]
+        members = [u.id for u in parsed.participating_units if u.member]
         for o in parsed.obligations:
             if o.id in owed:
-                assert [w.id for w in o.who] == units
+                assert [w.id for w in o.who] == (members if owed[o.id] else units)
     assert len(large.units) > len(small.units)
+    assert len([u for u in large.units if u.member]) < len(large.units), "the large fire has units that are not members"
 
 
 def test_stream_response_holds_the_answers_in_order(book: RuleBook) -> None:

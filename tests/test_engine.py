@@ -109,7 +109,7 @@ def test_without_explain_no_traces(demo_book: RuleBook) -> None:
 
 def test_determination_is_frozen(demo_book: RuleBook) -> None:
     """A determination cannot be changed after it is made."""
-    det = demo_book.determine(Incident(type="demo", facts={}))
+    det = demo_book.determine(Incident(type="demo", facts={"deaths": 1}))
     with pytest.raises(dataclasses.FrozenInstanceError):
         det.applies = False  # type: ignore[misc]
 

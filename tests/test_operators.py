@@ -21,6 +21,7 @@ source: {{plan: 测试, location: tests}}
 effective_from: 2024-01-01
 incident_types: [probe]
 boundary: {boundary}
+empty_report: meaningful  # `{{}}` probes conditions on inputs that are all absent or defaulted
 inputs:
   x: {{type: integer, default: 0, meaning: x}}
   y: {{type: number, optional: true, meaning: y}}

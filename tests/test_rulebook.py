@@ -46,31 +46,31 @@ def test_version_in_force_at_occurred_at(two_versions: RuleBook) -> None:
 
 def test_occurred_at_is_read_in_beijing_time(two_versions: RuleBook) -> None:
     """16:30 UTC on 31 December is already 1 January in Beijing, where the plan is in force."""
-    det = two_versions.determine(Incident(type="demo", facts={}, occurred_at=dt.datetime(2024, 12, 31, 16, 30, tzinfo=dt.timezone.utc)))
+    det = two_versions.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 12, 31, 16, 30, tzinfo=dt.timezone.utc)))
     assert det.version == "2025.1"
 
 
 def test_default_is_now(two_versions: RuleBook) -> None:
     """Without occurred_at, the version in force now (by the injected clock) answers."""
-    assert two_versions.determine(Incident(type="demo", facts={})).version == "2025.1"
+    assert two_versions.determine(Incident(type="demo", facts={"hazmat": True})).version == "2025.1"
 
 
 def test_pinned_version(two_versions: RuleBook) -> None:
     """A pinned version answers even when another is in force."""
-    assert two_versions.determine(Incident(type="demo", facts={}), version="2024.1").version == "2024.1"
+    assert two_versions.determine(Incident(type="demo", facts={"hazmat": True}), version="2024.1").version == "2024.1"
 
 
 def test_unknown_version_suggests(two_versions: RuleBook) -> None:
     """An unknown version is RuleSetNotFound listing what is loaded."""
     with pytest.raises(RuleSetNotFound) as caught:
-        two_versions.determine(Incident(type="demo", facts={}), version="2025.2")
+        two_versions.determine(Incident(type="demo", facts={"hazmat": True}), version="2025.2")
     assert "loaded: 2024.1, 2025.1" in caught.value.message and caught.value.suggestion == "2025.1"
 
 
 def test_nothing_in_force_before_first_version(two_versions: RuleBook) -> None:
     """An incident before any version took effect is refused, naming the day."""
     with pytest.raises(RuleSetNotFound) as caught:
-        two_versions.determine(Incident(type="demo", facts={}, occurred_at=dt.datetime(2023, 5, 1)))
+        two_versions.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2023, 5, 1)))
     assert "2023-05-01" in caught.value.message
 
 
@@ -78,9 +78,9 @@ def test_effective_until_ends_a_version(tmp_path: Path, runtime: DurableRuntime)
     """After effective_until no version is in force; on that day it still is."""
     write_version(tmp_path, "2024.1", "2024-01-01", extra="\neffective_until: 2024-06-30")
     book = RuleBook.load(tmp_path, runtime)
-    assert book.determine(Incident(type="demo", facts={}, occurred_at=dt.datetime(2024, 6, 30, 23))).version == "2024.1"
+    assert book.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 6, 30, 23))).version == "2024.1"
     with pytest.raises(RuleSetNotFound):
-        book.determine(Incident(type="demo", facts={}, occurred_at=dt.datetime(2024, 7, 1)))
+        book.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 7, 1)))
 
 
 def test_unknown_incident_type(two_versions: RuleBook) -> None:
@@ -93,7 +93,7 @@ def test_unknown_incident_type(two_versions: RuleBook) -> None:
 def test_unknown_ruleset(two_versions: RuleBook) -> None:
     """Naming a rule set that is not loaded is RuleSetNotFound with a suggestion."""
     with pytest.raises(RuleSetNotFound) as caught:
-        two_versions.determine(Incident(type="demo", facts={}), ruleset="dem")
+        two_versions.determine(Incident(type="demo", facts={"hazmat": True}), ruleset="dem")
     assert caught.value.suggestion == "demo"
 
 
@@ -103,9 +103,9 @@ def test_ambiguous_type_needs_a_ruleset(tmp_path: Path, runtime: DurableRuntime)
     write_version(tmp_path, "2024.1", "2024-01-01", ruleset="other")
     book = RuleBook.load(tmp_path, runtime)
     with pytest.raises(AmbiguousIncidentType) as caught:
-        book.determine(Incident(type="demo", facts={}))
+        book.determine(Incident(type="demo", facts={"hazmat": True}))
     assert caught.value.candidates == ("demo", "other")
-    assert book.determine(Incident(type="demo", facts={}), ruleset="other").ruleset == "other"
+    assert book.determine(Incident(type="demo", facts={"hazmat": True}), ruleset="other").ruleset == "other"
 
 
 def test_versions_that_collide(tmp_path: Path) -> None:

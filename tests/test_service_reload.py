@@ -241,7 +241,7 @@ def test_watch_reloads_changed_files(tmp_path: Path, runtime: DurableRuntime, mo
         stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
         assert baseline.wait(10)
         new = retitle(tmp_path / "demo" / "2024.1.yaml", "测试预案(自动)")
-        assert wait_until(lambda: stub.Determine(request("demo", {}), timeout=10).content_hash == new, 10)
+        assert wait_until(lambda: stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash == new, 10)
         status = apb_grpc.RulesAdminServiceStub(ch).GetReloadStatus(apb.GetReloadStatusRequest(), metadata=AUTH, timeout=10)  # type: ignore[no-untyped-call]
         assert status.ok and status.trigger == "watch"
         assert sample(registry, "liandong_reloads_total", outcome="success", trigger="watch") >= 1
@@ -266,8 +266,8 @@ def test_watch_picks_up_an_edit_made_during_startup(tmp_path: Path, runtime: Dur
     try:
         with channel(target(svc)) as ch:
             stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
-            assert edited and stub.Determine(request("demo", {}), timeout=10).content_hash != edited[0]
-            assert wait_until(lambda: stub.Determine(request("demo", {}), timeout=10).content_hash == edited[0], 3)
+            assert edited and stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash != edited[0]
+            assert wait_until(lambda: stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash == edited[0], 3)
     finally:
         svc.stop(0)
 

@@ -87,7 +87,7 @@ def test_batches_of_different_sizes_get_one_response_each_with_determines_answer
     sizes = (1, 7, 100, 3)
     reqs = [demo(n, explain=n % 10 == 4) for n in range(sum(sizes))]
     reqs[0] = request("fire", {"deaths": 3}, incident_id="fire-first")
-    reqs[3] = request("quiet", {}, incident_id="quiet-in-second")
+    reqs[3] = request("quiet", {"deaths": 0}, incident_id="quiet-in-second")
     reqs[5] = request("fire", {"deaths": 12, "hazardous_materials": True}, incident_id="fire-in-second", explain=True)
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     messages = [message(reqs[s:s + n]) for s, n in zip(starts, sizes, strict=True)]

@@ -101,7 +101,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except InvalidIncident as exc:
         print(f"error: incident refused by rule set '{exc.ruleset}':", file=sys.stderr)
         for v in exc.violations:
-            print(f"  {v.field}: {v.description}", file=sys.stderr)
+            print(f"  {v.field}: {v.description}" if v.field else f"  {v.description}", file=sys.stderr)
         return EXIT_REFUSED
     except EvaluationError as exc:
         hint = f" (did you mean '{exc.suggestion}'?)" if exc.suggestion else ""
@@ -169,7 +169,7 @@ def _client_error(exc: LiandongError) -> int:
     if isinstance(exc, InvalidIncident) and exc.violations:
         print("error: incident refused:", file=sys.stderr)
         for v in exc.violations:
-            print(f"  {v.field}: {v.description}", file=sys.stderr)
+            print(f"  {v.field}: {v.description}" if v.field else f"  {v.description}", file=sys.stderr)
     else:
         print(f"error: {exc.message}", file=sys.stderr)
     return EXIT_REFUSED if isinstance(exc, EvaluationError) else EXIT_FAILED

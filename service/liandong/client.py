@@ -17,8 +17,9 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from liandong.document.model import Citation
+from liandong.document.model import Citation, Timing
 from liandong.engine.result import (
+    AssumedInput,
     CommanderResult,
     ConditionTrace,
     Determination,
@@ -39,7 +40,7 @@ from liandong.errors import (
 )
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from liandong.wire import MAX_BATCH, value_from_proto
+from liandong.wire import MAX_BATCH, TIMING_BACK, value_from_proto
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ def _details(error: grpc.RpcError, kind: type[M]) -> list[M]:
 
 def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
     return tuple(
-        FieldViolation(v.field.removeprefix("incident.facts."), v.description, v.reason)
+        FieldViolation("" if v.field == "incident.facts" else v.field.removeprefix("incident.facts."), v.description, v.reason)
         for bad in _details(error, error_details_pb2.BadRequest)
         for v in bad.field_violations
     )
@@ -242,8 +243,12 @@ def _citation_back(c: pb.Citation) -> Citation:
     return Citation(c.document, c.clause)
 
 
+def _citations_back(cs: Iterable[pb.Citation]) -> tuple[Citation, ...]:
+    return tuple(_citation_back(c) for c in cs)
+
+
 def _unit_back(u: pb.Unit) -> UnitResult:
-    return UnitResult(u.id, u.name, u.duties, _citation_back(u.citation))
+    return UnitResult(u.id, u.name, u.duties, _citation_back(u.citation), _citations_back(u.citations), u.member)
 
 
 def _condition_back(c: pb.Condition) -> ConditionTrace:
@@ -251,7 +256,8 @@ def _condition_back(c: pb.Condition) -> ConditionTrace:
 
 
 def _rule_back(r: pb.MatchedRule) -> MatchedRule:
-    return MatchedRule(r.id, r.title, _citation_back(r.citation), _condition_back(r.conditions) if r.HasField("conditions") else None)
+    conditions = _condition_back(r.conditions) if r.HasField("conditions") else None
+    return MatchedRule(r.id, r.title, _citation_back(r.citation), conditions, _citations_back(r.citations))
 
 
 def determination_from_proto(msg: pb.Determination) -> Determination:
@@ -264,7 +270,8 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
     level = None
     if msg.HasField("level"):
         lv = msg.level
-        level = LevelResult(lv.code, lv.name, lv.rank, _citation_back(lv.citation) if lv.HasField("citation") else None)
+        cited = _citation_back(lv.citation) if lv.HasField("citation") else None
+        level = LevelResult(lv.code, lv.name, lv.rank, cited, _citations_back(lv.citations))
     return Determination(
         ruleset=msg.ruleset,
         version=msg.version,
@@ -278,21 +285,34 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
         lead=_unit_back(msg.lead_agency) if msg.HasField("lead_agency") else None,
         units=tuple(_unit_back(u) for u in msg.participating_units),
         groups=tuple(
-            GroupResult(g.id, g.name, ref_back(g.lead) if g.HasField("lead") else None, tuple(ref_back(m) for m in g.members), g.duties, _citation_back(g.citation))
+            GroupResult(
+                g.id,
+                g.name,
+                ref_back(g.lead) if g.HasField("lead") else None,
+                tuple(ref_back(m) for m in g.members),
+                g.duties,
+                _citation_back(g.citation),
+                _citations_back(g.citations),
+            )
             for g in msg.groups
         ),
         obligations=tuple(
             ObligationResult(
-                o.id, o.text, tuple(ref_back(w) for w in o.who),
+                o.id,
+                o.text,
+                tuple(ref_back(w) for w in o.who),
                 o.within.seconds if o.HasField("within") else None,
-                _duration_text(o.within.seconds) if o.HasField("within") else "",
+                _duration_text(o.within.seconds) if o.timing == pb.Obligation.TIMING_WITHIN and o.HasField("within") else "",
                 _citation_back(o.citation),
+                _citations_back(o.citations),
+                TIMING_BACK.get(o.timing, Timing.NONE),
             )
             for o in msg.obligations
         ),
         matched_rules=tuple(_rule_back(r) for r in msg.matched_rules),
         facts={k: value_from_proto(v) for k, v in msg.evaluated_facts.fields.items()},
         unmatched_rules=tuple(_rule_back(r) for r in msg.unmatched_rules),
+        assumed=tuple(AssumedInput(a.input, value_from_proto(a.value), a.meaning) for a in msg.assumed),
     )
 
 

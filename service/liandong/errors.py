@@ -39,7 +39,7 @@ class Problem:
 class FieldViolation:
     """One way an incident's facts break the rule set's inputs."""
 
-    field: str
+    field: str  # an input's name; empty for the facts as a whole
     description: str
     reason: str  # stable machine code, e.g. "missing", "wrong_type", "out_of_range"
 
@@ -110,7 +110,7 @@ class InvalidIncident(EvaluationError):
 
     def __init__(self, ruleset: str, violations: tuple[FieldViolation, ...] | list[FieldViolation]) -> None:
         violations = tuple(violations)
-        listed = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        listed = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in violations)
         super().__init__(f"incident rejected by rule set '{ruleset}': {listed}", ruleset=ruleset)
         self.violations = violations
 

@@ -13,7 +13,7 @@ from liandong.engine.result import Determination, Incident
 from liandong.errors import EvaluationError, Problem, RuleDocumentInvalid
 from liandong.rulebook import RuleBook
 
-LIST_KEYS = ("units", "groups", "obligations", "matched_rules")
+LIST_KEYS = ("units", "groups", "obligations", "matched_rules", "assumed")
 SCALAR_KEYS = ("applies", "level", "command_tier", "lead", "commanders")
 WANT_KEYS = SCALAR_KEYS + LIST_KEYS + tuple(f"{k}_{s}" for k in LIST_KEYS for s in ("include", "exclude"))
 ERROR_CODES = ("invalid_incident", "unknown_incident_type")
@@ -135,6 +135,7 @@ def _got(det: Determination) -> dict[str, object]:
         "groups": [g.id for g in det.groups],
         "obligations": [o.id for o in det.obligations],
         "matched_rules": [r.id for r in det.matched_rules],
+        "assumed": [a.input for a in det.assumed],
     }
 
 

@@ -5,13 +5,27 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from liandong.document.model import InputSpec, InputType, RuleSetDocument
-from liandong.engine.result import ConditionTrace, Determination
+from liandong.document.model import Citation, InputSpec, InputType, RuleSetDocument, Timing
+from liandong.engine.result import ConditionTrace, Determination, ObligationResult
 from liandong.engine.trace import show
 
 
 def to_json(det: Determination) -> str:
     return json.dumps(dataclasses.asdict(det), ensure_ascii=False, indent=2, default=str)
+
+
+def _cited(one: Citation | None, every: tuple[Citation, ...], clause_only: bool = False) -> str:
+    """Every clause cited, joined; answers from an old server carry only the first."""
+    shown = every or ((one,) if one is not None else ())
+    return "; ".join(c.clause if clause_only else str(c) for c in shown)
+
+
+def _timing(o: ObligationResult) -> str:
+    if o.timing is Timing.AT_ONCE or (o.timing is Timing.NONE and o.within_seconds == 0):
+        return " 立即/at once"
+    if o.timing is Timing.PROMPTLY:
+        return " 及时/promptly (no time)"
+    return f" within {o.within_text}" if o.within_text else ""
 
 
 def _trace_lines(t: ConditionTrace, depth: int) -> list[str]:
@@ -29,7 +43,8 @@ def to_text(det: Determination, explain: bool = False) -> str:
     if not det.applies:
         out.append("result     no rule of this plan applies to the incident: nothing to do under it")
     if det.level:
-        cited = f" — {det.level.citation}" if det.level.citation else ""
+        cited = _cited(det.level.citation, det.level.citations)
+        cited = f" — {cited}" if cited else ""
         out.append(f"level      {det.level.code} {det.level.name} (rank {det.level.rank}){cited}")
     if det.command_tier:
         out.append(f"command    {det.command_tier}")
@@ -40,24 +55,27 @@ def to_text(det: Determination, explain: bool = False) -> str:
     if det.units:
         out.append("units")
         for u in det.units:
-            out.append(f"  - {u.name} [{u.id}] ({u.citation.clause}): {u.duties}")
+            out.append(f"  - {u.name} [{u.id}] ({_cited(u.citation, u.citations, True)}): {u.duties}")
     if det.groups:
         out.append("groups")
         for g in det.groups:
             lead = f" lead {g.lead.name};" if g.lead else ""
             members = "、".join(m.name for m in g.members)
-            out.append(f"  - {g.name} [{g.id}] ({g.citation.clause}):{lead} members {members}")
+            out.append(f"  - {g.name} [{g.id}] ({_cited(g.citation, g.citations, True)}):{lead} members {members}")
             out.append(f"      {g.duties}")
     if det.obligations:
         out.append("obligations")
         for o in det.obligations:
             who = "、".join(u.name for u in o.who)
-            within = " immediately" if o.within_seconds == 0 else f" within {o.within_text}" if o.within_text else ""
-            out.append(f"  - {o.text}{within}" + (f" — {who}" if who else "") + f" ({o.citation.clause})")
+            out.append(f"  - {o.text}{_timing(o)}" + (f" — {who}" if who else "") + f" ({_cited(o.citation, o.citations, True)})")
+    if det.assumed:
+        out.append("assumed    (not sent: the rule set's defaults were used)")
+        for a in det.assumed:
+            out.append(f"  - {a.input} = {show(a.value)} ({a.meaning})")
     if det.matched_rules:
         out.append("because")
         for r in det.matched_rules:
-            out.append(f"  - {r.id}: {r.title} — {r.citation}")
+            out.append(f"  - {r.id}: {r.title} — {_cited(r.citation, r.citations)}")
             if explain and r.conditions:
                 out.extend(_trace_lines(r.conditions, 2))
     if explain and det.unmatched_rules:

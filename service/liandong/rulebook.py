@@ -107,9 +107,13 @@ class RuleBook:
 
 
 def evaluate(runtime: DurableRuntime, compiled: CompiledRuleSet, incident: Incident, explain: bool = False) -> Determination:
-    """Check the facts, fire the rules in durable-rules, and combine what fired."""
+    """Check the facts (each against its input, not empty, then the document's cross-input checks),
+    fire the rules in durable-rules, and combine what fired."""
     doc = compiled.document
     facts = descriptor.normalize(doc, incident.facts, compiled.inputs)
+    descriptor.refuse_empty(doc, incident.facts)  # after normalize: an unknown or missing field says more
+    if doc.checks:
+        descriptor.cross_check(doc, facts)
     flags = descriptor.presence_flags(doc, facts, compiled.inputs)
     fired = runtime.fire(compiled.name, {**facts, **flags} if flags else facts)  # fire() only reads the fact
     return combine(compiled.answers, incident, facts, fired, explain)

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from google.protobuf import struct_pb2
 
+from liandong.document.model import Timing
 from liandong.engine import descriptor
+from liandong.v1 import liandong_pb2 as pb
 
 MAX_BATCH = 1000  # requests in one DetermineStreamRequest (proto/liandong/v1/liandong.proto)
+
+# How an obligation's time is given, on the wire.
+TIMING = {
+    Timing.NONE: pb.Obligation.TIMING_UNSPECIFIED,
+    Timing.WITHIN: pb.Obligation.TIMING_WITHIN,
+    Timing.AT_ONCE: pb.Obligation.TIMING_AT_ONCE,
+    Timing.PROMPTLY: pb.Obligation.TIMING_PROMPTLY,
+}
+TIMING_BACK = {code: timing for timing, code in TIMING.items()}
 
 
 def value_from_proto(value: struct_pb2.Value) -> object:

@@ -55,7 +55,7 @@ def node_or_skip() -> str:
 
 
 def test_nodejs_client_determines_reads_errors_checks_health_and_lists_services(fire_server: Service) -> None:
-    """A Node.js @grpc/grpc-js client gets an answer, an error with its BadRequest details, SERVING health and the reflected service list."""
+    """A Node.js @grpc/grpc-js client gets an answer, an error with its BadRequest details, a refusal for facts sent as a plain object, SERVING health and the reflected service list."""
     node = node_or_skip()
     run = subprocess.run([node, str(NODE_DIR / "client.js"), f"{LOOPBACK}:{fire_server.port}", str(ROOT / "proto"), str(GOOGLE_PROTOS)],
                          capture_output=True, text=True, timeout=120, cwd=NODE_DIR)
@@ -71,6 +71,9 @@ def test_nodejs_client_determines_reads_errors_checks_health_and_lists_services(
     error = seen["error"]
     assert error["name"] == "INVALID_ARGUMENT" and error["details"]["code"] == 3
     assert {(v["field"], v["reason"]) for v in error["details"]["violations"]} == {("incident.facts.deaths", "out_of_range"), ("incident.facts.deathz", "unknown_field")}
+    plain = seen["plain_object"]  # facts {deaths: 30} as a plain object: dropped by proto-loader, so refused
+    assert plain["name"] == "INVALID_ARGUMENT" and "no facts were sent" in plain["message"]
+    assert plain["details"]["violations"] == [{"field": "incident.facts", "reason": "empty_report"}]
     assert seen["health"] == {"(server)": "SERVING", "liandong.v1.ResponseService": "SERVING"}
     assert {"liandong.v1.ResponseService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(seen["reflection"])
 

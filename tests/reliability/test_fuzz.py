@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from liandong.document.model import InputSpec, InputType, RuleSetDocument
+from liandong.engine import descriptor, trace
 from liandong.engine.descriptor import MAX_FACTS
 from liandong.engine.result import Determination, Incident
 from liandong.engine.runtime import DurableRuntime
@@ -41,7 +42,7 @@ from support.rules import copy_demo
 # ones, ten times as many.
 EXPLORE = os.environ.get("LIANDONG_FUZZ_EXPLORE", "") not in ("", "0")
 SCALE = 10 if EXPLORE else 1
-REASONS = {"missing", "wrong_type", "out_of_range", "not_finite", "unknown_value", "unknown_field", "too_long", "too_many"}
+REASONS = {"missing", "wrong_type", "out_of_range", "not_finite", "unknown_value", "unknown_field", "too_long", "too_many", "empty_report", "check_failed"}
 MAX_MESSAGE = 256 * 1024  # the server under test is configured with this --max-message-bytes
 TRIED: dict[str, int] = {"engine": 0, "engine_answered": 0, "rpc": 0, "rpc_answered": 0, "stream": 0}
 
@@ -96,7 +97,12 @@ def expected_valid(doc: RuleSetDocument, facts: Mapping[str, object]) -> bool:
                 return False
         elif not value_ok(spec, value):
             return False
-    return True
+    if all(v is None for v in facts.values()) and not doc.empty_report_meaningful:
+        return False  # an empty report (rules/README.md, "Empty reports")
+    # Checks between inputs hold wherever all their inputs have a value, sent or by default.
+    values = {spec.name: spec.default if facts.get(spec.name) is None else descriptor.coerce(spec, facts[spec.name])[0] for spec in doc.inputs}
+    given = {name: value for name, value in values.items() if value is not None}
+    return all(trace.holds(c.require, given) for c in doc.checks if all(name in given for name in c.inputs))
 
 
 # -- strategies --------------------------------------------------------------------------------------
@@ -213,7 +219,11 @@ def test_engine_answers_exactly_the_valid_incidents(book: RuleBook, docs: list[R
         except InvalidIncident as exc:
             assert doc is not None and not expected_valid(doc, facts), f"refused a valid incident: {exc.message}"
             assert exc.violations and all(v.reason in REASONS for v in exc.violations)
-            assert all(v.field in facts or v.field == "facts" or (doc.input(v.field) and doc.input(v.field).required) for v in exc.violations)  # type: ignore[union-attr]
+            assert all(
+                v.field in facts or v.field == "facts" or (doc.input(v.field) and doc.input(v.field).required)  # type: ignore[union-attr]
+                or (v.field == "" and v.reason == "empty_report") or (v.reason == "check_failed" and doc.input(v.field))
+                for v in exc.violations
+            )
             return
         TRIED["engine_answered"] += 1
         assert doc is not None and expected_valid(doc, facts), f"answered an invalid incident: {facts!r}"

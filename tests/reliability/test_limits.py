@@ -59,10 +59,10 @@ def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: Durab
 
 def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: DurableRuntime) -> None:
     """An answer larger than --max-message-bytes ends RESOURCE_EXHAUSTED in Determine and DetermineStream, counted so, with no decision recorded; a smaller answer still goes."""
-    with running(ROOT / "rules", runtime, max_message_bytes=4096) as svc:
+    with running(ROOT / "rules", runtime, max_message_bytes=8192) as svc:  # the small answer (~6 kB) fits, the large (~17 kB) does not
         channel, stub = stub_for(svc)
         with channel:
-            large = request("fire", {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True})  # a ~12 kB answer
+            large = request("fire", {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True})  # a ~17 kB answer
             with pytest.raises(grpc.RpcError) as unary:
                 stub.Determine(large, timeout=BOUND)
             assert unary.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

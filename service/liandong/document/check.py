@@ -79,7 +79,9 @@ class _Checker:
         for rule in d.rules:
             self.then_refs(rule.then, rule.pos, f"rule '{rule.id}'", rule.id)
             rules.append(dataclasses.replace(rule, when=self.condition(rule.when, rule.id)))
-        return dataclasses.replace(d, rules=tuple(rules))
+        self.unique("check id", ((c.id, c.pos) for c in d.checks))
+        checks = tuple(dataclasses.replace(c, require=self.condition(c.require, "", f"check '{c.id}'")) for c in d.checks)
+        return dataclasses.replace(d, rules=tuple(rules), checks=checks)
 
     def then_refs(self, t: Then, pos: Pos, owner: str, rule_id: str) -> None:
         d = self.doc
@@ -144,17 +146,18 @@ class _Checker:
         self.problem(pos, f"{owner}: {value!r} does not fit input '{spec.name}' of type {kind.value}", rule_id=rule_id)
         return None
 
-    def condition(self, cond: Condition, rule_id: str) -> Condition:
+    def condition(self, cond: Condition, rule_id: str, owner: str = "") -> Condition:
+        """The condition normalized; `owner` names what holds it (default: the rule)."""
+        owner = owner or f"rule '{rule_id}'"
         if isinstance(cond, AllOf):
-            return dataclasses.replace(cond, items=tuple(self.condition(c, rule_id) for c in cond.items))
+            return dataclasses.replace(cond, items=tuple(self.condition(c, rule_id, owner) for c in cond.items))
         if isinstance(cond, AnyOf):
-            return dataclasses.replace(cond, items=tuple(self.condition(c, rule_id) for c in cond.items))
+            return dataclasses.replace(cond, items=tuple(self.condition(c, rule_id, owner) for c in cond.items))
         if isinstance(cond, Not):
-            return dataclasses.replace(cond, item=self.condition(cond.item, rule_id))
-        return self.comparison(cond, rule_id)
+            return dataclasses.replace(cond, item=self.condition(cond.item, rule_id, owner))
+        return self.comparison(cond, rule_id, owner)
 
-    def comparison(self, cmp: Comparison, rule_id: str) -> Comparison:
-        owner = f"rule '{rule_id}'"
+    def comparison(self, cmp: Comparison, rule_id: str, owner: str) -> Comparison:
         spec = self.doc.input(cmp.input)
         if spec is None:
             self.problem(cmp.pos, f"{owner} compares unknown input '{cmp.input}'", rule_id, closest(cmp.input, (i.name for i in self.doc.inputs)))

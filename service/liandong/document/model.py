@@ -80,7 +80,12 @@ class Level:
     pos: Pos
     # What the plan requires whenever this level is the one decided, whichever rule decided it.
     then: "Then | None" = None
-    citation: "Citation | None" = None
+    citations: "tuple[Citation, ...]" = ()
+
+    @property
+    def citation(self) -> "Citation | None":
+        """The first clause cited (what callers that know one citation show)."""
+        return self.citations[0] if self.citations else None
 
 
 @dataclass(frozen=True)
@@ -92,39 +97,63 @@ class Citation:
         return f"{self.document} {self.clause}".strip()
 
 
+class Cited:
+    """Something that cites at least one clause; `citation` is the first of them."""
+
+    citations: tuple[Citation, ...]
+
+    @property
+    def citation(self) -> Citation:
+        return self.citations[0]
+
+
 @dataclass(frozen=True)
-class Unit:
+class Unit(Cited):
     id: str
     name: str
     duties: str
-    citation: Citation
+    citations: tuple[Citation, ...]
     pos: Pos
+    # False for a body that is not one of the plan's 成员单位 (e.g. the HQ that 下达指令).
+    member: bool = True
 
 
 @dataclass(frozen=True)
-class Group:
+class Group(Cited):
     id: str
     name: str
     lead: str | None
     members: tuple[str, ...]
     duties: str
-    citation: Citation
+    citations: tuple[Citation, ...]
     pos: Pos
     where: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
 
 
+class Timing(str, Enum):
+    """How an obligation's time is given (rules/README.md, "Obligations")."""
+
+    NONE = "none"  # the plan gives no time
+    WITHIN = "within"  # a fixed limit: within_seconds > 0
+    AT_ONCE = "at_once"  # 立即 / 第一时间 / 零时间: due at once, the deadline is the start
+    PROMPTLY = "promptly"  # 及时 / 迅速: promptly, with no number; never a deadline
+
+
 @dataclass(frozen=True)
-class Obligation:
+class Obligation(Cited):
     id: str
     text: str
     who: tuple[str, ...]
-    within_seconds: int | None
+    within_seconds: int | None  # 0 for at_once, None for promptly and none
     within_text: str
-    citation: Citation
+    citations: tuple[Citation, ...]
     pos: Pos
     where: dict[str, Pos] = field(default_factory=dict, compare=False, repr=False)
     # `who: participating`: owed by every unit taking part in the incident, whichever they are.
     by_participants: bool = False
+    # `who: members`: owed by every participating unit that is a member unit (Unit.member).
+    by_members: bool = False
+    timing: Timing = Timing.NONE
 
 
 @dataclass(frozen=True)
@@ -192,13 +221,28 @@ class Then:
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(Cited):
     id: str
     title: str
-    citation: Citation
+    citations: tuple[Citation, ...]
     when: Condition
     then: Then
     pos: Pos
+
+
+@dataclass(frozen=True)
+class Check:
+    """A cross-input check (`checks:`): an incident whose inputs break `require` is refused.
+
+    `inputs` are every input the condition names; the check applies only when all have a value,
+    so a missing optional detail never turns into a refusal."""
+
+    id: str
+    require: Condition
+    message: str
+    citations: tuple[Citation, ...]  # optional: may be empty
+    pos: Pos
+    inputs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -228,6 +272,10 @@ class RuleSetDocument:
     path: str
     content_hash: str = ""
     raw: object = field(default=None, compare=False, repr=False)
+    checks: tuple[Check, ...] = ()
+    # `empty_report: meaningful`: an incident with no facts at all is answered (on the defaults)
+    # instead of refused.
+    empty_report_meaningful: bool = False
 
     def input(self, name: str) -> InputSpec | None:
         for spec in self.inputs:

@@ -17,6 +17,7 @@ from liandong.document.model import (
     AllOf,
     AnyOf,
     Boundary,
+    Check,
     Citation,
     Commander,
     Comparison,
@@ -36,6 +37,7 @@ from liandong.document.model import (
     Scalar,
     Source,
     Then,
+    Timing,
     Unit,
 )
 from liandong.document.source import LList, LMap, LScalar, Value
@@ -47,6 +49,9 @@ CATALOGUE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 PARTICIPATING = "participating"  # obligation `who` meaning every participating unit
+MEMBERS = "members"  # obligation `who` meaning every participating unit that is a member unit
+AT_ONCE = "at_once"  # obligation `within` for 立即 / 第一时间 / 零时间
+PROMPTLY = "promptly"  # obligation `within` for 及时 / 迅速: no number
 RESERVED_INPUTS = frozenset({"sid", "id"})  # durable-rules keys every fact by these
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -54,11 +59,23 @@ T = TypeVar("T")
 
 TOP_KEYS = (
     "ruleset", "version", "title", "source", "effective_from", "effective_until", "incident_types",
-    "boundary", "inputs", "levels", "units", "groups", "obligations", "rules",
+    "boundary", "inputs", "levels", "units", "groups", "obligations", "rules", "checks", "empty_report",
 )
+EMPTY_REPORT = ("refused", "meaningful")  # `empty_report:` values; refused is the default
 TOP_REQUIRED = ("ruleset", "version", "title", "source", "effective_from", "incident_types", "boundary", "inputs", "rules")
 INPUT_KEYS = ("type", "unit", "min", "max", "default", "required", "optional", "meaning", "values", "max_length")
 THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
+
+
+def _names(cond: Condition) -> tuple[str, ...]:
+    """Every input a condition names, operands included, each once in the order written."""
+    if isinstance(cond, (AllOf, AnyOf)):
+        found = [n for c in cond.items for n in _names(c)]
+    elif isinstance(cond, Not):
+        found = list(_names(cond.item))
+    else:
+        found = [cond.input] + ([cond.operand.input] if isinstance(cond.operand, InputRef) else [])
+    return tuple(dict.fromkeys(found))
 
 
 def _kind(value: Value) -> str:
@@ -174,9 +191,28 @@ class Parser:
         self.problem(value, f"{where} must be a date YYYY-MM-DD, not {_kind(value)}", key=where)
         return None
 
-    def citation(self, value: Value | None, where: str, rule_id: str = "") -> Citation | None:
+    def citations(self, value: Value | None, where: str, rule_id: str = "") -> tuple[Citation, ...] | None:
+        """One citation, or a list of them (`citation: [第四条(二)3, 第八条]`); None if any is unusable."""
         if value is None:
             return None
+        if isinstance(value, LList):
+            if not value.items:
+                self.problem(value, f"{where} is an empty list: cite at least one clause", key=where, rule_id=rule_id)
+                return None
+            found = [self._citation(item, f"{where}[{i}]", rule_id) for i, item in enumerate(value.items)]
+            if any(c is None for c in found):
+                return None
+            listed = tuple(c for c in found if c is not None)
+            seen: set[Citation] = set()
+            for c, item in zip(listed, value.items):
+                if c in seen:
+                    self.problem(item, f"{where} cites '{c}' twice", key=where, rule_id=rule_id)
+                seen.add(c)
+            return listed
+        one = self._citation(value, where, rule_id)
+        return (one,) if one is not None else None
+
+    def _citation(self, value: Value, where: str, rule_id: str = "") -> Citation | None:
         if isinstance(value, LScalar):
             clause = self.text(value, where, rule_id)
             return Citation(self.default_document, clause) if clause else None
@@ -224,6 +260,10 @@ class Parser:
         groups = self._each(e.get("groups"), "groups", self._group)
         obligations = self._each(e.get("obligations"), "obligations", self._obligation)
         rules = self._each(e.get("rules"), "rules", self._rule)
+        checks = self._each(e.get("checks"), "checks", self._check)
+        empty_report = self.text(e.get("empty_report"), "empty_report") if "empty_report" in e else EMPTY_REPORT[0]
+        if empty_report is not None and empty_report not in EMPTY_REPORT:
+            self.problem(e["empty_report"], f"empty_report '{empty_report}' is not one of {', '.join(EMPTY_REPORT)}", key="empty_report", suggestion=closest(empty_report, EMPTY_REPORT))
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
         if version is None or title is None or source is None or effective_from is None:
@@ -232,7 +272,8 @@ class Parser:
             ruleset=self.ruleset, version=version, title=title, source=source,
             effective_from=effective_from, effective_until=effective_until, incident_types=types,
             boundary=self.boundary, inputs=inputs, levels=levels, units=units, groups=groups,
-            obligations=obligations, rules=rules, path=self.path,
+            obligations=obligations, rules=rules, path=self.path, checks=checks,
+            empty_report_meaningful=empty_report == "meaningful",
         )
 
     def _each(self, value: Value | None, where: str, parse: Callable[[Value, str], T | None]) -> tuple[T, ...]:
@@ -353,22 +394,23 @@ class Parser:
                 self.problem(m.entries["then"], f"{here} then cannot set a level", key="then.level")
             if "citation" not in m.entries:
                 self.problem(m, f"{here} has 'then' and so needs a 'citation'", key="citation")
-        citation = self.citation(m.entries.get("citation"), f"{here} citation") if "citation" in m.entries else None
-        if code is None or name is None or not isinstance(rank, int):
+        citations = self.citations(m.entries.get("citation"), f"{here} citation") if "citation" in m.entries else ()
+        if code is None or name is None or not isinstance(rank, int) or citations is None:
             return None
-        return Level(code, name, rank, self.pos(m, where), then, citation)
+        return Level(code, name, rank, self.pos(m, where), then, citations)
 
     def _unit(self, value: Value, where: str) -> Unit | None:
-        m = self.mapping(value, where, ("id", "name", "duties", "citation"), ("id", "name", "duties", "citation"))
+        m = self.mapping(value, where, ("id", "name", "duties", "citation", "member"), ("id", "name", "duties", "citation"))
         if m is None:
             return None
         uid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
         name = self.text(m.entries.get("name"), f"{where}.name")
         duties = self.text(m.entries.get("duties"), f"{where}.duties")
-        citation = self.citation(m.entries.get("citation"), f"{where}.citation")
-        if uid is None or name is None or duties is None or citation is None:
+        citations = self.citations(m.entries.get("citation"), f"{where}.citation")
+        member = self.scalar(m.entries.get("member"), f"{where}.member", lambda v: isinstance(v, bool), "true or false")
+        if uid is None or name is None or duties is None or citations is None:
             return None
-        return Unit(uid, name, duties, citation, self.pos(m, f"units.{uid}"))
+        return Unit(uid, name, duties, citations, self.pos(m, f"units.{uid}"), member=member is not False)
 
     def _group(self, value: Value, where: str) -> Group | None:
         m = self.mapping(value, where, ("id", "name", "lead", "members", "duties", "citation"), ("id", "name", "members", "duties", "citation"))
@@ -383,10 +425,10 @@ class Parser:
         if lead is not None:
             refs[f"lead:{lead}"] = self.pos(m.entries["lead"], "lead")
         duties = self.text(m.entries.get("duties"), f"{where}.duties")
-        citation = self.citation(m.entries.get("citation"), f"{where}.citation")
-        if gid is None or name is None or duties is None or citation is None:
+        citations = self.citations(m.entries.get("citation"), f"{where}.citation")
+        if gid is None or name is None or duties is None or citations is None:
             return None
-        return Group(gid, name, lead, members, duties, citation, self.pos(m, f"groups.{gid}"), refs)
+        return Group(gid, name, lead, members, duties, citations, self.pos(m, f"groups.{gid}"), refs)
 
     def _obligation(self, value: Value, where: str) -> Obligation | None:
         m = self.mapping(value, where, ("id", "text", "who", "within", "citation"), ("id", "text", "citation"))
@@ -396,22 +438,40 @@ class Parser:
         text = self.text(m.entries.get("text"), f"{where}.text")
         who_value = m.entries.get("who")
         by_participants = isinstance(who_value, LScalar) and who_value.value == PARTICIPATING
-        who_refs = () if by_participants else self.id_list(who_value, f"{where}.who")
+        by_members = isinstance(who_value, LScalar) and who_value.value == MEMBERS
+        if isinstance(who_value, LScalar) and isinstance(who_value.value, str) and not (by_participants or by_members):
+            self.problem(who_value, f"{where}.who must be a list of unit ids, '{PARTICIPATING}' or '{MEMBERS}', not '{who_value.value}'", key=f"{where}.who", suggestion=closest(who_value.value, (PARTICIPATING, MEMBERS)))
+            who_value = None
+        who_refs = () if by_participants or by_members else self.id_list(who_value, f"{where}.who")
         who = tuple(i for i, _ in who_refs)
-        citation = self.citation(m.entries.get("citation"), f"{where}.citation")
+        citations = self.citations(m.entries.get("citation"), f"{where}.citation")
         seconds: int | None = None
         within_text = ""
+        timing = Timing.NONE
         if "within" in m.entries:
-            raw = self.text(m.entries["within"], f"{where}.within")
-            match = DURATION.match(raw.strip()) if raw else None
-            if raw is not None and match is None:
-                self.problem(m.entries["within"], f"{where}.within '{raw}' is not a duration like 20m, 2h or 1d", key=f"{where}.within")
+            at = m.entries["within"]
+            raw = self.text(at, f"{where}.within")
+            word = raw.strip() if raw is not None else None
+            match = DURATION.match(word) if word else None
+            if word == AT_ONCE:
+                seconds, timing = 0, Timing.AT_ONCE
+            elif word == PROMPTLY:
+                timing = Timing.PROMPTLY
+            elif raw is not None and match is None:
+                self.problem(at, f"{where}.within '{raw}' is not a duration like 20m, 2h or 1d, nor '{AT_ONCE}' or '{PROMPTLY}'", key=f"{where}.within", suggestion=closest(raw, (AT_ONCE, PROMPTLY)))
+            elif match is not None and int(match.group(1)) == 0:
+                # 0m used to mean "at once"; a zero limit reads as a deadline already missed.
+                self.problem(at, f"{where}.within '{raw}' is a zero time limit; write `within: {AT_ONCE}` for 立即/第一时间/零时间", key=f"{where}.within", suggestion=AT_ONCE)
             elif match is not None:
                 seconds = int(match.group(1)) * _SECONDS[match.group(2)]
                 within_text = f"{match.group(1)}{match.group(2)}"
-        if oid is None or text is None or citation is None:
+                timing = Timing.WITHIN
+        if oid is None or text is None or citations is None:
             return None
-        return Obligation(oid, text, who, seconds, within_text, citation, self.pos(m, f"obligations.{oid}"), self.refs("who", who_refs), by_participants)
+        return Obligation(
+            oid, text, who, seconds, within_text, citations, self.pos(m, f"obligations.{oid}"), self.refs("who", who_refs),
+            by_participants=by_participants, by_members=by_members, timing=timing,
+        )
 
     def _rule(self, value: Value, where: str) -> Rule | None:
         if isinstance(value, LMap) and isinstance(value.entries.get("id"), LScalar):
@@ -424,12 +484,29 @@ class Parser:
         rid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
         here = f"rule '{rid}'" if rid else where
         title = self.text(m.entries.get("title"), f"{here} title", rid)
-        citation = self.citation(m.entries.get("citation"), f"{here} citation", rid)
+        citations = self.citations(m.entries.get("citation"), f"{here} citation", rid)
         when = self.condition(m.entries["when"], here, rid) if "when" in m.entries else None
         then = self._then(m.entries.get("then"), here, rid)
-        if not rid or title is None or citation is None or when is None or then is None:
+        if not rid or title is None or citations is None or when is None or then is None:
             return None
-        return Rule(rid, title, citation, when, then, self.pos(m, f"rules.{rid}"))
+        return Rule(rid, title, citations, when, then, self.pos(m, f"rules.{rid}"))
+
+    def _check(self, value: Value, where: str) -> Check | None:
+        if isinstance(value, LMap):
+            written = value.entries.get("id")
+            if isinstance(written, LScalar) and isinstance(written.value, str):
+                where = f"check '{written.value}'"
+        m = self.mapping(value, where, ("id", "require", "message", "citation"), ("id", "require", "message"))
+        if m is None:
+            return None
+        cid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
+        here = f"check '{cid}'" if cid else where
+        message = self.text(m.entries.get("message"), f"{here} message")
+        citations = self.citations(m.entries.get("citation"), f"{here} citation") if "citation" in m.entries else ()
+        require = self.condition(m.entries["require"], here, "") if "require" in m.entries else None
+        if not cid or message is None or citations is None or require is None:
+            return None
+        return Check(cid, require, message, citations, self.pos(m, f"checks.{cid}"), _names(require))
 
     def _then(self, value: Value | None, here: str, rid: str) -> Then | None:
         m = self.mapping(value, f"{here} then", THEN_KEYS, rule_id=rid)

@@ -8,6 +8,7 @@ deeply values nest (every later step walks the tree recursively).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Union
 
@@ -56,6 +57,10 @@ class SourceError(Exception):
         self.problems = problems
 
 
+# A number with an exponent that YAML 1.1 (PyYAML) leaves as text because it lacks a decimal point.
+_EXPONENT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+
+
 class _Builder:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -77,6 +82,8 @@ class _Builder:
                 value = self._constructor.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
                 raise SourceError([self._problem(node, f"unreadable value: {exc}")]) from exc
+            if isinstance(value, str) and node.style is None and _EXPONENT.match(value):
+                value = float(value)  # YAML 1.1 reads a plain 1e-05 as text; YAML 1.2 and authors mean a number
             return LScalar(value, line, column)
         inner = active | {id(node)}
         if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) and node.tag not in _COLLECTION_TAGS:

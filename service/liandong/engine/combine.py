@@ -10,11 +10,13 @@ units, groups and obligations those bits stand for.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping
 
 from liandong.document.model import RuleSetDocument, Then, Unit
 from liandong.engine import trace
 from liandong.engine.result import (
+    AssumedInput,
     CommanderResult,
     Determination,
     GroupResult,
@@ -35,7 +37,7 @@ Pieces = tuple[tuple[UnitResult, ...], tuple[GroupResult, ...], tuple[Obligation
 
 
 def _unit(u: Unit) -> UnitResult:
-    return UnitResult(u.id, u.name, u.duties, u.citation)
+    return UnitResult(u.id, u.name, u.duties, u.citation, u.citations, u.member)
 
 
 class _Source:
@@ -79,15 +81,17 @@ class Prepared:
         self.ranks = {lv.code: lv.rank for lv in doc.levels}
         self.units = {u.id: _unit(u) for u in doc.units}
         self.groups = {
-            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, g.citation)
+            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, g.citation, g.citations)
             for g in doc.groups
         }
         self.obligations = {
-            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, o.citation)
+            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, o.citation, o.citations, o.timing)
             for o in doc.obligations
         }
-        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, lv.citation) for lv in doc.levels}
-        self.rules = {r.id: MatchedRule(r.id, r.title, r.citation, None) for r in doc.rules}
+        self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, lv.citation, lv.citations) for lv in doc.levels}
+        # Inputs with a default, which an answer lists as assumed when the caller did not send them.
+        self.defaults = tuple((spec.name, AssumedInput(spec.name, spec.default, spec.meaning)) for spec in doc.inputs if spec.default is not None)
+        self.rules = {r.id: MatchedRule(r.id, r.title, r.citation, None, r.citations) for r in doc.rules}
 
         # Bits of an answer's contents, in catalogue order (the order answers list them in): units
         # first, then groups, then obligations, so ascending bits are document order in each.
@@ -133,8 +137,9 @@ class Prepared:
         if found is None:
             units = tuple(r for i, r in enumerate(self.units.values()) if bits >> i & 1)
             groups = tuple(r for i, r in enumerate(self.groups.values()) if self._group_bit(i) & bits)
+            members = tuple(u for u in units if u.member)
             obligations = tuple(
-                (ObligationResult(r.id, r.text, units, r.within_seconds, r.within_text, r.citation) if o.by_participants else r)
+                (dataclasses.replace(r, who=units) if o.by_participants else dataclasses.replace(r, who=members) if o.by_members else r)
                 for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values(), strict=True))
                 if self._obligation_bit(i) & bits
             )
@@ -194,7 +199,7 @@ def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object],
 
         def matched(p: int) -> MatchedRule:
             rule = rules[p]
-            return MatchedRule(rule.id, rule.title, rule.citation, trace.evaluate(rule.when, facts))
+            return MatchedRule(rule.id, rule.title, rule.citation, trace.evaluate(rule.when, facts), rule.citations)
 
         matched_rules = tuple([matched(p) for p in positions])
         unmatched = tuple([matched(p) for p in range(len(rules)) if p not in fired_positions])
@@ -220,4 +225,11 @@ def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object],
         matched_rules=matched_rules,
         facts=dict(facts),
         unmatched_rules=unmatched,
+        assumed=assumed(prepared, incident),
     )
+
+
+def assumed(prepared: Prepared, incident: Incident) -> tuple[AssumedInput, ...]:
+    """The inputs this answer took from their defaults: those the caller did not send (or sent as null)."""
+    sent = incident.facts
+    return tuple([a for name, a in prepared.defaults if sent.get(name) is None])

@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping
 
 from liandong.document.model import InputSpec, InputType, RuleSetDocument
+from liandong.engine import trace
 from liandong.errors import FieldViolation, InvalidIncident
 from liandong.suggest import closest
 
@@ -166,6 +167,33 @@ def normalize(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTab
     if violations:
         raise InvalidIncident(doc.ruleset, violations)
     return out
+
+
+def refuse_empty(doc: RuleSetDocument, facts: Mapping[str, object]) -> None:
+    """InvalidIncident for an incident with no facts at all (none, or only nulls), unless the rule
+    set declares `empty_report: meaningful`. Such an incident is most often a sender whose facts
+    were lost on the way (e.g. a plain object where a Struct was due), and an answer computed on
+    nothing but defaults would look like a real one."""
+    if doc.empty_report_meaningful or any(v is not None for v in facts.values()):
+        return
+    raise InvalidIncident(doc.ruleset, [FieldViolation(
+        "", f"no facts were sent; rule set '{doc.ruleset}' does not answer an empty report (send the facts as a google.protobuf.Struct: see clients/README.md)", "empty_report",
+    )])
+
+
+def cross_check(doc: RuleSetDocument, facts: Mapping[str, object]) -> None:
+    """InvalidIncident naming each input of every check (`checks:`) the normalized facts break. A
+    check whose inputs are not all given (sent or by default) is not applied: a missing detail is
+    never a reason to refuse."""
+    violations: list[FieldViolation] = []
+    for check in doc.checks:
+        if all(name in facts for name in check.inputs) and not trace.holds(check.require, facts):
+            seen = ", ".join(f"{name} = {trace.show(facts[name])}" for name in check.inputs)
+            cited = f"; {'; '.join(str(c) for c in check.citations)}" if check.citations else ""
+            for name in check.inputs:
+                violations.append(FieldViolation(name, f"breaks check '{check.id}': {check.message} ({seen}{cited})", "check_failed"))
+    if violations:
+        raise InvalidIncident(doc.ruleset, violations)
 
 
 def presence_flags(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTable | None = None) -> dict[str, bool]:

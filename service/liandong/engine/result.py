@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 # Answers cite clauses with the document's own frozen Citation: an answer's citation is the clause the
 # document names, with nothing added, so a second type of the same shape would only be copied into.
-from liandong.document.model import Citation
+from liandong.document.model import Citation, Timing
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class LevelResult:
     name: str
     rank: int
     citation: Citation | None = None  # the clause for what this level requires, if it says
+    citations: tuple[Citation, ...] = ()  # every clause cited; `citation` is the first
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class UnitResult:
     name: str
     duties: str
     citation: Citation
+    citations: tuple[Citation, ...] = ()  # every clause cited; `citation` is the first
+    member: bool = True  # one of the plan's 成员单位
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class GroupResult:
     members: tuple[UnitResult, ...]
     duties: str
     citation: Citation
+    citations: tuple[Citation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,11 @@ class ObligationResult:
     id: str
     text: str
     who: tuple[UnitResult, ...]
-    within_seconds: int | None
-    within_text: str
+    within_seconds: int | None  # 0 when due at once; None when promptly or no time is given
+    within_text: str  # the fixed limit as written (20m), else empty
     citation: Citation
+    citations: tuple[Citation, ...] = ()
+    timing: Timing = Timing.NONE
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,16 @@ class MatchedRule:
     title: str
     citation: Citation
     conditions: ConditionTrace | None = None  # only with explain
+    citations: tuple[Citation, ...] = ()
+
+
+@dataclass(frozen=True)
+class AssumedInput:
+    """An input the caller did not send, and the rule set's default the rules used instead."""
+
+    input: str
+    value: object  # as the rules saw it: an enum as its id
+    meaning: str
 
 
 @dataclass(frozen=True)
@@ -100,3 +116,4 @@ class Determination:
     matched_rules: tuple[MatchedRule, ...]
     facts: dict[str, object] = field(default_factory=dict)  # as evaluated: defaults filled, enums as ids
     unmatched_rules: tuple[MatchedRule, ...] = ()  # only with explain: rules that did not fire, and why
+    assumed: tuple[AssumedInput, ...] = ()  # every input taken from its default, in document order

@@ -31,9 +31,32 @@ from liandong.engine.compile import ANCHOR_FIELD, ANCHOR_RULE, CompiledRuleSet
 from liandong.errors import EngineFailure
 
 
+class _Ruleset(durable_engine.Ruleset):  # type: ignore[misc]
+    """durable-rules' Ruleset, with its definition written by `definition_json`: the base class
+    writes it with json.dumps, as 1e-05 for a threshold of 0.00001, which durable-rules' own reader
+    then refuses (error 204). Otherwise what `Ruleset.__init__` does for callable actions."""
+
+    def __init__(self, name: str, host: durable_engine.Host, definition: dict[str, Any]) -> None:
+        self._actions = {rule_name: durable_engine.Promise(rule.pop("run")) for rule_name, rule in definition.items()}
+        self._name = name
+        self._host = host
+        self._handle = durable_rules_engine.create_ruleset(name, definition_json(definition))
+        self._definition = definition
+
+
 class _Host(durable_engine.Host):  # type: ignore[misc]
     def _run(self) -> None:
         """Start no dispatch threads: actions run synchronously inside assert_fact."""
+
+    def register_rulesets(self, definitions: dict[str, dict[str, Any]]) -> None:
+        """`Host.register_rulesets` for plain rulesets (no statecharts or flowcharts, no storage
+        callbacks), built as `_Ruleset`s."""
+        for name, definition in definitions.items():
+            if name in self._ruleset_directory:
+                raise Exception(f"Ruleset with name {name} already registered")
+            ruleset = _Ruleset(name, self, definition)
+            self._ruleset_directory[name] = ruleset
+            self._ruleset_list.append(ruleset)
 
 
 class DurableRuntime:
@@ -158,6 +181,21 @@ def fact_json(fact: Mapping[str, object]) -> str:
     if members is not None:
         return "{" + ", ".join(members) + "}"
     return _fact_json_general(fact)
+
+
+def definition_json(value: object) -> str:
+    """A ruleset definition as `json.dumps(value, ensure_ascii=False)` writes it, but with every
+    float that json.dumps writes with an exponent and no decimal point written as fact_json does."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_ENCODER.encode(str(k))}: {definition_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(definition_json(v) for v in value) + "]"
+    if type(value) is float:
+        shown = float.__repr__(value)
+        mantissa, exponent_mark, exponent = shown.partition("e")
+        if exponent_mark and "." not in mantissa:
+            return f"{mantissa}.0e{exponent}"
+    return _ENCODER.encode(value)
 
 
 def _members(fact: Mapping[str, object]) -> list[str] | None:

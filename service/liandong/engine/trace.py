@@ -60,6 +60,23 @@ def describe(cmp: Comparison) -> str:
     return text
 
 
+def holds(cond: Condition, facts: Mapping[str, object]) -> bool:
+    """Whether the condition holds for the facts (as `evaluate(...).holds`, without the trace)."""
+    if isinstance(cond, Not):
+        return not holds(cond.item, facts)
+    if isinstance(cond, AllOf):
+        return all(holds(c, facts) for c in cond.items)
+    if isinstance(cond, AnyOf):
+        return any(holds(c, facts) for c in cond.items)
+    if cond.input not in facts:
+        return False
+    if isinstance(cond.operand, InputRef):
+        if cond.operand.input not in facts:
+            return False
+        return _holds(cond.op, facts[cond.input], facts[cond.operand.input])
+    return _holds(cond.op, facts[cond.input], cond.operand)
+
+
 def evaluate(cond: Condition, facts: Mapping[str, object]) -> ConditionTrace:
     if isinstance(cond, Not):
         inner = evaluate(cond.item, facts)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from liandong.document.model import Citation
+from google.protobuf import struct_pb2
+
+from liandong.document.model import Citation, Timing, Unit
 from liandong.engine.compile import CompiledRuleSet
-from liandong.engine.result import ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
+from liandong.engine.result import AssumedInput, ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
 from liandong.v1 import liandong_pb2 as pb
+from liandong.wire import TIMING
 
 _FIELDS = pb.Determination.DESCRIPTOR.fields_by_name
 
@@ -54,6 +57,12 @@ def citation(c: Citation | None) -> pb.Citation | None:
     return pb.Citation(document=c.document, clause=c.clause) if c is not None else None
 
 
+def citations(cs: Iterable[Citation]) -> list[pb.Citation]:
+    return [pb.Citation(document=c.document, clause=c.clause) for c in cs]
+
+
+
+
 def summary(det: Determination) -> str:
     if not det.applies:
         return "no rule applies: nothing is required under this plan"
@@ -66,13 +75,30 @@ def summary(det: Determination) -> str:
     return "; ".join(parts)
 
 
+def unit(u: UnitResult | Unit) -> pb.Unit:
+    return pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation), citations=citations(u.citations), member=u.member)
+
+
+def scalar_value(value: object) -> struct_pb2.Value:
+    """A default (bool, number or text) as a google.protobuf.Value."""
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, (int, float)):
+        return struct_pb2.Value(number_value=float(value))
+    return struct_pb2.Value(string_value=str(value))
+
+
+def assumed_input(a: AssumedInput) -> pb.AssumedInput:
+    return pb.AssumedInput(input=a.input, value=scalar_value(a.value), meaning=a.meaning)
+
+
 def _condition(t: ConditionTrace) -> pb.Condition:
     return pb.Condition(expression=t.expression, actual=t.actual, holds=t.holds, children=[_condition(c) for c in t.children])
 
 
 def _after_who(o: ObligationResult) -> pb.Obligation:
-    """The fields of an obligation numbered after `who` (within, citation)."""
-    msg = pb.Obligation(citation=citation(o.citation))
+    """The fields of an obligation numbered after `who` (within, citation, citations, timing)."""
+    msg = pb.Obligation(citation=citation(o.citation), citations=citations(o.citations), timing=TIMING[o.timing])
     if o.within_seconds is not None:
         msg.within.FromSeconds(o.within_seconds)
     return msg
@@ -83,14 +109,14 @@ class AnswerCodec:
 
     def __init__(self, compiled: CompiledRuleSet) -> None:
         prepared, doc = compiled.answers, compiled.document
-        self.units = {i: pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation)) for i, u in prepared.units.items()}
+        self.units = {i: unit(u) for i, u in prepared.units.items()}
         self.refs = {i: pb.UnitRef(id=u.id, name=u.name) for i, u in prepared.units.items()}
         self.groups = {
-            i: pb.Group(id=g.id, name=g.name, lead=self.refs[g.lead.id] if g.lead else None, members=[self.refs[m.id] for m in g.members], duties=g.duties, citation=citation(g.citation))
+            i: pb.Group(id=g.id, name=g.name, lead=self.refs[g.lead.id] if g.lead else None, members=[self.refs[m.id] for m in g.members], duties=g.duties, citation=citation(g.citation), citations=citations(g.citations))
             for i, g in prepared.groups.items()
         }
-        self.rules = {i: pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation)) for i, r in prepared.rules.items()}
-        self.levels = {c: pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation)) for c, lv in prepared.levels.items()}
+        self.rules = {i: pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for i, r in prepared.rules.items()}
+        self.levels = {c: pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation), citations=citations(lv.citations)) for c, lv in prepared.levels.items()}
 
         self._header = _wire(ruleset=doc.ruleset, version=doc.version, content_hash=doc.content_hash)
         self._unit_wire = {i: _wire(participating_units=[m]) for i, m in self.units.items()}
@@ -99,9 +125,11 @@ class AnswerCodec:
         self._rule_wire = {i: _wire(matched_rules=[m]) for i, m in self.rules.items()}
         self._level_wire = {c: _wire(level=m) for c, m in self.levels.items()}
         self._type_wire = {t: _wire(incident_type=t) for t in doc.incident_types}
-        # Obligations owed by every participating unit name a different set of units per answer:
-        # their encoding is written around the answer's units (fields 1-2, then 3, then 4-5).
-        self._by_participants = frozenset(o.id for o in doc.obligations if o.by_participants)
+        self.assumed = {name: assumed_input(a) for name, a in prepared.defaults}
+        self._assumed_wire = {name: _wire(assumed=[m]) for name, m in self.assumed.items()}
+        # Obligations owed by every participating (member) unit name a different set of units per
+        # answer: their encoding is written around the answer's units (fields 1-2, then 3, then 4-7).
+        self._by_participants = frozenset(o.id for o in doc.obligations if o.by_participants or o.by_members)
         self._obligation_wire = {i: _wire(obligations=[self._obligation(o)]) for i, o in prepared.obligations.items() if i not in self._by_participants}
         self._obligation_ends = {
             i: (pb.Obligation(id=o.id, text=o.text).SerializeToString(), _after_who(o).SerializeToString())
@@ -124,7 +152,7 @@ class AnswerCodec:
     def _rule(self, r: MatchedRule) -> pb.MatchedRule:
         if r.conditions is None:
             return self.rules[r.id]
-        return pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), conditions=_condition(r.conditions))
+        return pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), conditions=_condition(r.conditions), citations=citations(r.citations))
 
     # -- answers -----------------------------------------------------------------------------------
     def message(self, det: Determination, decision_id: str, explain: bool) -> pb.Determination:
@@ -145,6 +173,7 @@ class AnswerCodec:
             obligations=[self._obligation(o) for o in det.obligations],
             matched_rules=[self._rule(r) for r in det.matched_rules],
             unmatched_rules=[self._rule(r) for r in det.unmatched_rules],
+            assumed=[self.assumed[a.input] for a in det.assumed],
         )
         if det.level:
             msg.level.CopyFrom(self.levels[det.level.code])
@@ -175,6 +204,8 @@ class AnswerCodec:
         parts.extend(rule_wire[r.id] for r in det.matched_rules)
         type_wire = self._type_wire.get(det.incident_type)
         parts.append(type_wire if type_wire is not None else _wire(incident_type=det.incident_type))
+        assumed_wire = self._assumed_wire
+        parts.extend(assumed_wire[a.input] for a in det.assumed)
         return b"".join(parts)
 
     def _participants_obligation(self, oid: str, who: Sequence[UnitResult]) -> bytes:

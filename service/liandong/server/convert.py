@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+
 from google.protobuf import struct_pb2
 
 from liandong.document.model import InputSpec, RuleSetDocument
@@ -10,7 +11,7 @@ from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import Incident
 from liandong.errors import LiandongError
 from liandong.rulebook import RuleBook
-from liandong.server.answers import citation
+from liandong.server.answers import citation, citations, scalar_value, unit
 from liandong.v1 import liandong_pb2 as pb
 from liandong.wire import value_from_proto
 
@@ -42,14 +43,7 @@ def _input(spec: InputSpec) -> pb.Input:
     if spec.maximum is not None:
         msg.max = float(spec.maximum)
     if spec.default is not None:
-        value = struct_pb2.Value()
-        if isinstance(spec.default, bool):
-            value.bool_value = spec.default
-        elif isinstance(spec.default, (int, float)):
-            value.number_value = float(spec.default)
-        else:
-            value.string_value = spec.default
-        msg.default_value.CopyFrom(value)
+        msg.default_value.CopyFrom(scalar_value(spec.default))
     return msg
 
 
@@ -61,14 +55,16 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         version=version_info(c, active),
         incident_types=list(d.incident_types),
         inputs=[_input(i) for i in d.inputs],
-        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation)) for lv in d.levels],
-        units=[pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation)) for u in d.units],
+        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation), citations=citations(lv.citations)) for lv in d.levels],
+        units=[unit(u) for u in d.units],
         groups=[
-            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=citation(g.citation))
+            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=citation(g.citation), citations=citations(g.citations))
             for g in d.groups
         ],
-        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation)) for r in d.rules],
+        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for r in d.rules],
         versions=versions,
+        checks=[pb.InputCheck(id=c.id, message=c.message, inputs=list(c.inputs), citations=citations(c.citations)) for c in d.checks],
+        empty_report_meaningful=d.empty_report_meaningful,
     )
 
 

@@ -143,6 +143,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             ruleset=det.ruleset, version=det.version, response_level=level, applies=det.applies,
             rules=[r.id for r in det.matched_rules], latency_ms=round(elapsed * 1000, 3),
         )
+        if det.assumed:
+            fields["assumed"] = [a.input for a in det.assumed]
         if self.log_facts:
             fields["facts"] = det.facts
         log.info("decision", **fields)

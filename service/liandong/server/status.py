@@ -66,7 +66,7 @@ def _details(error: LiandongError) -> list[Message]:
     if isinstance(error, InvalidIncident):
         bad = error_details_pb2.BadRequest()
         for v in error.violations:
-            bad.field_violations.add(field=clip(f"incident.facts.{v.field}"), description=clip(v.description), reason=v.reason)
+            bad.field_violations.add(field=clip(f"incident.facts.{v.field}" if v.field else "incident.facts"), description=clip(v.description), reason=v.reason)
             if bad.ByteSize() > MAX_DETAILS_BYTES:  # the rest are counted in the message
                 del bad.field_violations[-1]
                 break

@@ -107,6 +107,16 @@ async function main() {
     out.error = { code: error.code, name: grpc.status[error.code], message: error.details, details: badRequest(error) };
   }
 
+  // A plain object where the Struct is due, as a caller new to proto-loader writes it: proto-loader
+  // drops it without a word (a Struct's keys live under `fields`), so the service sees no facts and
+  // must refuse the report rather than answer it from its defaults.
+  try {
+    const plain = await unary(service, "Determine", { incident: { type: "fire", facts: { deaths: 30 } } });
+    out.plain_object = { code: "OK", level: plain.level && plain.level.code };
+  } catch (error) {
+    out.plain_object = { code: error.code, name: grpc.status[error.code], message: error.details, details: badRequest(error) };
+  }
+
   const healthClient = new health.Health(target, credentials);
   out.health = {};
   for (const name of ["", "liandong.v1.ResponseService"]) {
