@@ -17,7 +17,7 @@ GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 # then the venv is made again from scratch: a venv cannot change its interpreter in place.
 $(INTERPRETER): FORCE
 	@py=$$(tools/python.sh $(PYTHON)) || exit 2; \
-	id=$$("$$py" -c 'import platform, sys; print("Python", platform.python_version(), sys.executable)'); \
+	id=$$("$$py" -c 'import os, platform, sys; print("Python", platform.python_version(), os.path.realpath(sys.executable))'); \
 	if [ "$$(cat $@ 2>/dev/null)" != "$$id" ]; then \
 	  if [ -e $(VENV) ] && [ ! -f $(VENV)/pyvenv.cfg ]; then echo "error: $(VENV) exists and is not a venv" >&2; exit 2; fi; \
 	  echo "set-up: $(VENV) with $$id"; \
