@@ -28,7 +28,7 @@ $(INTERPRETER): FORCE
 # installing the project finds durable-rules==2.0.28 already satisfied by the patched build.
 $(STAMP): pyproject.toml $(ENGINE) $(INTERPRETER)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/python tools/engine_wheel.py --install
+	$(BIN)/python tools/engine_wheel.py --install >/dev/null  # its log names the wheel
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
