@@ -1,17 +1,34 @@
 # Two commands from a fresh clone: `make run` and `make test`. Everything else is set up on demand.
-PYTHON ?= python3.11
+# CPython 3.11 to 3.13: the newest found on the PATH is used (tools/python.sh says how it looks);
+# PYTHON=python3.12 or PYTHON=/path/to/python overrides it, VENV=.venv-3.12 keeps a venv apart.
+PYTHON ?=
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+INTERPRETER := $(VENV)/.interpreter
+# The engine is built from the pinned durable-rules sdist with Liandong's patch (docs/engine.md).
+ENGINE := tools/engine_wheel.py tools/durable-rules-2.0.28.patch
 PROTOS := $(wildcard proto/liandong/v1/*.proto)
 GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 
-.PHONY: run example test venv proto docs validate rules-test typecheck clean bench
+.PHONY: run example test venv proto docs validate rules-test typecheck clean bench FORCE
 
-$(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)" >&2; exit 2; }
-	$(PYTHON) -m venv $(VENV)
+# The interpreter is picked on every run. The file naming it is rewritten only when it changes, and
+# then the venv is made again from scratch: a venv cannot change its interpreter in place.
+$(INTERPRETER): FORCE
+	@py=$$(tools/python.sh $(PYTHON)) || exit 2; \
+	id=$$("$$py" -c 'import os, platform, sys; print("Python", platform.python_version(), os.path.realpath(sys.executable))'); \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$id" ]; then \
+	  if [ -e $(VENV) ] && [ ! -f $(VENV)/pyvenv.cfg ]; then echo "error: $(VENV) exists and is not a venv" >&2; exit 2; fi; \
+	  echo "set-up: $(VENV) with $$id"; \
+	  rm -rf $(VENV) && "$$py" -m venv $(VENV) && echo "$$id" > $@; \
+	fi
+
+# The engine wheel first (compiled once per interpreter, then taken from the user's cache), so that
+# installing the project finds durable-rules==2.0.28 already satisfied by the patched build.
+$(STAMP): pyproject.toml $(ENGINE) $(INTERPRETER)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/python tools/engine_wheel.py --install >/dev/null  # its log names the wheel
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
@@ -34,6 +51,7 @@ example: venv
 	$(BIN)/liandong rules explain fire-linkage --fact deaths=3 --fact serious_injuries=12 --fact hazardous_materials=true
 
 test: venv
+	@echo "make test: $$(cat $(INTERPRETER)) (venv $(VENV))"
 	$(BIN)/liandong rules validate rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,6 +59,7 @@ test: venv
 	$(BIN)/python -m mypy
 	@bash tests/reliability/setup_tools.sh  # npm packages and prometheus for the client tests; never fails
 	$(BIN)/python -m pytest
+	@echo "make test: passed on $$(cat $(INTERPRETER))"
 
 # Regenerate the tables of inputs in rules/README.md from the bundled documents.
 docs: venv
