@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from durable import engine as durable_engine
 
-from conftest import DATA, ROOT
+from support.data import DATA, ROOT
 from liandong.document.model import InputSpec, InputType
 from liandong.engine import descriptor
 from liandong.engine import runtime as runtime_module

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import ROOT
+from support.data import ROOT
 
 TOOLS = ROOT / "tools"
 
