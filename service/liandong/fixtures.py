@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liandong.document.load import FIXTURE_SUFFIX, display_path, document_paths
-from liandong.document.parse import Parser
+from liandong.document.shapes import ShapeReader
 from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_yaml
 from liandong.engine.result import Determination, Incident
 from liandong.errors import EvaluationError, Problem, RuleDocumentInvalid
@@ -61,7 +61,7 @@ def load_fixtures(path: Path) -> FixtureFile:
         root = read_yaml(path.read_bytes(), shown)
     except SourceError as exc:
         raise RuleDocumentInvalid(exc.problems) from None
-    p = Parser(shown)
+    p = ShapeReader(shown)
     top = p.mapping(root, "fixtures", ("ruleset", "version", "cases"), ("ruleset", "version", "cases"))
     cases: list[Case] = []
     notes: dict[str, int] = {}
@@ -80,7 +80,7 @@ def load_fixtures(path: Path) -> FixtureFile:
     return FixtureFile(shown, ruleset, version, tuple(cases))
 
 
-def _case(p: Parser, item: LMap | LList | LScalar, notes: dict[str, int]) -> Case | None:
+def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -> Case | None:
     m = p.mapping(item, "case", ("note", "incident", "want", "want_error_code"), ("note", "incident"))
     if m is None:
         return None

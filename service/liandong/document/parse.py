@@ -6,10 +6,7 @@ checked afterwards in `check`.
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 import re
-from collections.abc import Callable
 from typing import TypeVar
 
 from liandong.document import words
@@ -18,7 +15,6 @@ from liandong.document.model import (
     AnyOf,
     Boundary,
     Check,
-    Citation,
     Commander,
     Comparison,
     Condition,
@@ -40,8 +36,8 @@ from liandong.document.model import (
     Timing,
     Unit,
 )
-from liandong.document.source import LList, LMap, LScalar, Value
-from liandong.errors import Problem
+from liandong.document.shapes import ShapeReader, describe
+from liandong.document.source import LMap, LScalar, Value
 from liandong.suggest import closest
 
 RULESET_ID = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -78,152 +74,12 @@ def _names(cond: Condition) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _kind(value: Value) -> str:
-    if isinstance(value, LMap):
-        return "a mapping"
-    if isinstance(value, LList):
-        return "a list"
-    if value.value is None:
-        return "empty"
-    return f"{type(value.value).__name__} {value.value!r}"
-
-
-class Parser:
-    """Reads one document; every problem found is kept in `problems`."""
+class Parser(ShapeReader):
+    """Reads one document's grammar; every problem found is kept in `problems`."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.problems: list[Problem] = []
-        self.ruleset = ""
+        super().__init__(path)
         self.boundary = Boundary.CIVIL_CODE
-        self.default_document = ""
-
-    # -- reporting -----------------------------------------------------------------------------
-    def problem(self, at: Value | tuple[int, int], message: str, key: str = "", rule_id: str = "", suggestion: str = "") -> None:
-        line, column = at if isinstance(at, tuple) else (at.line, at.column)
-        self.problems.append(Problem(self.path, line, column, message, key=key, ruleset=self.ruleset, rule_id=rule_id, suggestion=suggestion))
-
-    def pos(self, value: Value, key: str) -> Pos:
-        return Pos(self.path, value.line, value.column, key)
-
-    # -- shapes --------------------------------------------------------------------------------
-    def mapping(self, value: Value | None, where: str, allowed: tuple[str, ...] | None, required: tuple[str, ...] = (), rule_id: str = "") -> LMap | None:
-        if value is None:
-            return None
-        if not isinstance(value, LMap):
-            self.problem(value, f"{where} must be a mapping, not {_kind(value)}", key=where, rule_id=rule_id)
-            return None
-        for key, at in value.keys.items():
-            if allowed is not None and key not in allowed:
-                self.problem(at, f"{where} has unknown key '{key}'", key=f"{where}.{key}", rule_id=rule_id, suggestion=closest(key, allowed))
-        for key in required:
-            if key not in value.entries:
-                self.problem(value, f"{where} is missing '{key}'", key=f"{where}.{key}", rule_id=rule_id)
-        return value
-
-    def listing(self, value: Value | None, where: str, rule_id: str = "") -> tuple[Value, ...]:
-        if value is None:
-            return ()
-        if isinstance(value, LScalar) and value.value is None:
-            return ()
-        if not isinstance(value, LList):
-            self.problem(value, f"{where} must be a list, not {_kind(value)}", key=where, rule_id=rule_id)
-            return ()
-        return value.items
-
-    def scalar(self, value: Value | None, where: str, check: Callable[[object], bool], expected: str, rule_id: str = "") -> object | None:
-        if value is None:
-            return None
-        if isinstance(value, LScalar) and check(value.value):
-            return value.value
-        hint = " (quote it)" if expected == "text" and isinstance(value, LScalar) and value.value is not None else ""
-        self.problem(value, f"{where} must be {expected}, not {_kind(value)}{hint}", key=where, rule_id=rule_id)
-        return None
-
-    def text(self, value: Value | None, where: str, rule_id: str = "", allow_empty: bool = False) -> str | None:
-        got = self.scalar(value, where, lambda v: isinstance(v, str), "text", rule_id)
-        if isinstance(got, str):
-            if not got.strip() and not allow_empty and value is not None:
-                self.problem(value, f"{where} must not be empty", key=where, rule_id=rule_id)
-                return None
-            return got
-        return None
-
-    def ident(self, value: Value | None, where: str, pattern: re.Pattern[str], rule_id: str = "") -> str | None:
-        got = self.text(value, where, rule_id)
-        if got is not None and not pattern.match(got) and value is not None:
-            self.problem(value, f"{where} '{got}' is not a valid id (expected {pattern.pattern})", key=where, rule_id=rule_id)
-            return None
-        return got
-
-    def id_list(self, value: Value | None, where: str, rule_id: str = "") -> tuple[tuple[str, Value], ...]:
-        out: list[tuple[str, Value]] = []
-        for item in self.listing(value, where, rule_id):
-            got = self.text(item, f"{where} item", rule_id)
-            if got is not None:
-                out.append((got, item))
-        return tuple(out)
-
-    def refs(self, field: str, pairs: tuple[tuple[str, Value], ...]) -> dict[str, Pos]:
-        return {f"{field}:{ident}": self.pos(at, field) for ident, at in pairs}
-
-    def number(self, value: Value | None, where: str) -> float | int | None:
-        got = self.scalar(value, where, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
-        if isinstance(got, float) and not math.isfinite(got):
-            assert value is not None
-            self.problem(value, f"{where} must be finite", key=where)
-            return None
-        return got if isinstance(got, (int, float)) else None
-
-    def date(self, value: Value | None, where: str) -> dt.date | None:
-        if value is None:
-            return None
-        if isinstance(value, LScalar):
-            if isinstance(value.value, dt.datetime):
-                return value.value.date()
-            if isinstance(value.value, dt.date):
-                return value.value
-            if isinstance(value.value, str):
-                try:
-                    return dt.date.fromisoformat(value.value)
-                except ValueError:
-                    pass
-        self.problem(value, f"{where} must be a date YYYY-MM-DD, not {_kind(value)}", key=where)
-        return None
-
-    def citations(self, value: Value | None, where: str, rule_id: str = "") -> tuple[Citation, ...] | None:
-        """One citation, or a list of them (`citation: [第四条(二)3, 第八条]`); None if any is unusable."""
-        if value is None:
-            return None
-        if isinstance(value, LList):
-            if not value.items:
-                self.problem(value, f"{where} is an empty list: cite at least one clause", key=where, rule_id=rule_id)
-                return None
-            found = [self._citation(item, f"{where}[{i}]", rule_id) for i, item in enumerate(value.items)]
-            if any(c is None for c in found):
-                return None
-            listed = tuple(c for c in found if c is not None)
-            seen: set[Citation] = set()
-            for c, item in zip(listed, value.items):
-                if c in seen:
-                    self.problem(item, f"{where} cites '{c}' twice", key=where, rule_id=rule_id)
-                seen.add(c)
-            return listed
-        one = self._citation(value, where, rule_id)
-        return (one,) if one is not None else None
-
-    def _citation(self, value: Value, where: str, rule_id: str = "") -> Citation | None:
-        if isinstance(value, LScalar):
-            clause = self.text(value, where, rule_id)
-            return Citation(self.default_document, clause) if clause else None
-        m = self.mapping(value, where, ("document", "clause"), ("clause",), rule_id)
-        if m is None:
-            return None
-        clause = self.text(m.entries.get("clause"), f"{where}.clause", rule_id)
-        document = self.text(m.entries.get("document"), f"{where}.document", rule_id) if "document" in m.entries else self.default_document
-        if clause is None or document is None:
-            return None
-        return Citation(document, clause)
 
     # -- the document ----------------------------------------------------------------------------
     def document(self, root: Value) -> RuleSetDocument | None:
@@ -255,12 +111,12 @@ class Parser:
                 allowed = [b.value for b in Boundary]
                 self.problem(e["boundary"], f"boundary '{boundary_text}' is not one of {', '.join(allowed)}", key="boundary", suggestion=closest(boundary_text, allowed))
         inputs = self._inputs(e.get("inputs"))
-        levels = self._each(e.get("levels"), "levels", self._level)
-        units = self._each(e.get("units"), "units", self._unit)
-        groups = self._each(e.get("groups"), "groups", self._group)
-        obligations = self._each(e.get("obligations"), "obligations", self._obligation)
-        rules = self._each(e.get("rules"), "rules", self._rule)
-        checks = self._each(e.get("checks"), "checks", self._check)
+        levels = self.each(e.get("levels"), "levels", self._level)
+        units = self.each(e.get("units"), "units", self._unit)
+        groups = self.each(e.get("groups"), "groups", self._group)
+        obligations = self.each(e.get("obligations"), "obligations", self._obligation)
+        rules = self.each(e.get("rules"), "rules", self._rule)
+        checks = self.each(e.get("checks"), "checks", self._check)
         empty_report = self.text(e.get("empty_report"), "empty_report") if "empty_report" in e else EMPTY_REPORT[0]
         if empty_report is not None and empty_report not in EMPTY_REPORT:
             self.problem(e["empty_report"], f"empty_report '{empty_report}' is not one of {', '.join(EMPTY_REPORT)}", key="empty_report", suggestion=closest(empty_report, EMPTY_REPORT))
@@ -275,14 +131,6 @@ class Parser:
             obligations=obligations, rules=rules, path=self.path, checks=checks,
             empty_report_meaningful=empty_report == "meaningful",
         )
-
-    def _each(self, value: Value | None, where: str, parse: Callable[[Value, str], T | None]) -> tuple[T, ...]:
-        out = []
-        for index, item in enumerate(self.listing(value, where)):
-            got = parse(item, f"{where}[{index}]")
-            if got is not None:
-                out.append(got)
-        return tuple(out)
 
     def _source(self, value: Value | None) -> Source | None:
         m = self.mapping(value, "source", ("plan", "location"), ("plan", "location"))
@@ -336,7 +184,7 @@ class Parser:
         if has_default:
             raw = e["default"]
             if not isinstance(raw, LScalar) or raw.value is None:
-                self.problem(raw, f"{where}.default must be a value, not {_kind(raw)}", key=f"{where}.default")
+                self.problem(raw, f"{where}.default must be a value, not {describe(raw)}", key=f"{where}.default")
             else:
                 default = raw.value
         values: tuple[EnumValue, ...] = ()
@@ -552,7 +400,7 @@ class Parser:
     # -- conditions ------------------------------------------------------------------------------
     def condition(self, value: Value, here: str, rid: str) -> Condition | None:
         if not isinstance(value, LMap) or len(value.entries) != 1:
-            self.problem(value, f"{here}: a condition is one of all/any/not or one comparison 'input: {{op: value}}', not {_kind(value) if not isinstance(value, LMap) else f'a mapping with {len(value.entries)} keys'} (use all: [...] to join several)", key="when", rule_id=rid)
+            self.problem(value, f"{here}: a condition is one of all/any/not or one comparison 'input: {{op: value}}', not {describe(value) if not isinstance(value, LMap) else f'a mapping with {len(value.entries)} keys'} (use all: [...] to join several)", key="when", rule_id=rid)
             return None
         key, inner = next(iter(value.entries.items()))
         pos = self.pos(value, key)
@@ -604,7 +452,7 @@ class Parser:
                 if isinstance(item, LScalar) and isinstance(item.value, (int, float, bool, str)):
                     scalars.append(item.value)
                 else:
-                    self.problem(item, f"{here}: '{op}' on '{name}' takes plain values, not {_kind(item)}", key=name, rule_id=rid)
+                    self.problem(item, f"{here}: '{op}' on '{name}' takes plain values, not {describe(item)}", key=name, rule_id=rid)
                     return None
             if op == "between" and len(scalars) != 2:
                 self.problem(value, f"{here}: 'between' on '{name}' takes [low, high]", key=name, rule_id=rid)
@@ -619,5 +467,5 @@ class Parser:
             return InputRef(other) if other else None
         if isinstance(value, LScalar) and isinstance(value.value, (int, float, bool, str)):
             return value.value
-        self.problem(value, f"{here}: operand of '{op}' on '{name}' must be a value or {{input: NAME}}, not {_kind(value)}", key=name, rule_id=rid)
+        self.problem(value, f"{here}: operand of '{op}' on '{name}' must be a value or {{input: NAME}}, not {describe(value)}", key=name, rule_id=rid)
         return None
