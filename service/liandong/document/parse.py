@@ -406,8 +406,9 @@ class Parser(ShapeReader):
         pos = self.pos(value, key)
         if key in ("all", "any"):
             items = self.listing(inner, f"{here} {key}", rid)
-            if not items:
-                self.problem(inner, f"{here}: '{key}' needs at least one condition", key=key, rule_id=rid)
+            if not items and key == "any":
+                # `any: []` could never hold; `all: []` always holds: the unconditional rule.
+                self.problem(inner, f"{here}: 'any' needs at least one condition (an unconditional rule is `all: []`)", key=key, rule_id=rid)
                 return None
             parsed = [self.condition(item, here, rid) for item in items]
             if any(p is None for p in parsed):

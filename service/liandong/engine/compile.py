@@ -52,6 +52,9 @@ def compile_document(doc: RuleSetDocument) -> CompiledRuleSet:
 def _expr(cond: Condition, negate: bool, optional: frozenset[str]) -> Json:
     if isinstance(cond, Not):
         return _expr(cond.item, not negate, optional)
+    if isinstance(cond, AllOf) and not cond.items:
+        # The unconditional rule (`all: []`): every fact carries the anchor field, true.
+        return {ANCHOR_FIELD: not negate}
     if isinstance(cond, (AllOf, AnyOf)):
         conjunction = isinstance(cond, AllOf) != negate  # De Morgan
         return {"$and" if conjunction else "$or": [_expr(c, negate, optional) for c in cond.items]}
