@@ -79,6 +79,20 @@ def _undecodable(request: object) -> None:
         raise status.Refusal(status.bad_request("request", f"cannot be decoded: {request.error}"))
 
 
+def _core_cancelled(context: grpc.ServicerContext) -> bool | None:
+    """Whether grpc core ended the call as cancelled (its RECV_CLOSE_ON_SERVER flag: the caller
+    cancelled, its deadline passed, or the connection went), once the call has terminated.
+
+    Only this flag tells a cancelled stream from one whose caller half-closed: on a cancel, grpc's
+    sync server can hand the handler an end of the request stream before it records the cancel
+    (grpc/grpc#33038), so `is_active()` in the handler is still True. grpc keeps the flag in the
+    context's private state and nowhere public; None when this grpc has no such state (a test pins
+    it: tests/test_round2_stream_cancel.py).
+    """
+    client = getattr(getattr(context, "_state", None), "client", None)
+    return None if not isinstance(client, str) else client == "cancelled"
+
+
 def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
     """How a call that is no longer active ended: its deadline passed, or the caller cancelled it.
 
@@ -271,9 +285,24 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                 failure = self._refusal(exc, "DetermineStream")
                 obs.code = failure.code
         finally:
-            obs.finish()
+            if obs.code is grpc.StatusCode.OK:
+                # Ended as far as the handler can tell; whether the caller cancelled is known only
+                # once the call has terminated, so it is counted then.
+                self._count_when_terminated(obs, context)
+            else:
+                obs.finish()
         if failure is not None:
             context.abort_with_status(failure)
+
+    @staticmethod
+    def _count_when_terminated(obs: Observed, context: grpc.ServicerContext) -> None:
+        def terminated() -> None:
+            if _core_cancelled(context):
+                obs.code = _ended(context)
+            obs.finish()
+
+        if not context.add_callback(terminated):  # it has terminated already
+            terminated()
 
     def ListRuleSets(self, request: pb.ListRuleSetsRequest, context: grpc.ServicerContext) -> pb.ListRuleSetsResponse:
         return self._guard("ListRuleSets", context, lambda: pb.ListRuleSetsResponse(rulesets=summaries(self._book())))
