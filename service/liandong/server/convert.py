@@ -20,6 +20,7 @@ from liandong.engine.result import (
     ObligationResult,
     UnitResult,
 )
+from liandong.server import bounds
 from liandong.server.answers import citation
 from liandong.v1 import liandong_pb2 as pb
 
@@ -43,8 +44,17 @@ def value_from_proto(value: struct_pb2.Value) -> object:
 
 
 def incident_from_proto(msg: pb.Incident) -> Incident:
+    """The incident as domain values; status.Refusal when a free string or occurred_at is out of bounds."""
+    bounds.check_text("incident.id", msg.id, bounds.MAX_ID_CHARS)
+    bounds.check_text("incident.type", msg.type)
     facts = {k: value_from_proto(v) for k, v in msg.facts.fields.items()}
-    occurred = msg.occurred_at.ToDatetime(tzinfo=dt.timezone.utc) if msg.HasField("occurred_at") else None
+    for name in facts:
+        if len(name) > bounds.MAX_NAME_CHARS:
+            raise bounds.too_long(f"incident.facts.{name[:32]}…", name, bounds.MAX_NAME_CHARS)
+    occurred = None
+    if msg.HasField("occurred_at"):
+        bounds.check_occurred_at(msg.occurred_at)
+        occurred = msg.occurred_at.ToDatetime(tzinfo=dt.timezone.utc)
     return Incident(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
 
 

@@ -14,7 +14,7 @@ from liandong.engine.result import Determination
 from liandong.errors import EngineFailure, LiandongError, RuleSetNotFound
 from liandong.rulebook import RuleBook, evaluate
 from liandong.server import answers as answers_pb
-from liandong.server import convert, status
+from liandong.server import bounds, convert, status
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState, Serving
 from liandong.v1 import liandong_pb2 as pb
@@ -203,6 +203,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         assert isinstance(request, pb.DetermineRequest)
         if not request.HasField("incident") or not request.incident.type:
             raise status.Refusal(status.bad_request("incident.type", "is required"))
+        bounds.check_text("ruleset", request.ruleset)
+        bounds.check_text("version", request.version)
         incident = convert.incident_from_proto(request.incident)
         start = time.perf_counter()
         compiled = serving.book.select(incident, request.ruleset, request.version)
@@ -313,6 +315,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             book = self._book()
             if not request.ruleset:
                 raise status.Refusal(status.bad_request("ruleset", "is required"))
+            bounds.check_text("ruleset", request.ruleset)
+            bounds.check_text("version", request.version)
             versions = book.versions(request.ruleset)
             active = _active_version(book, request.ruleset)
             if request.version:
