@@ -297,7 +297,7 @@ def test_sighup_reloads_a_serving_process(tmp_path: Path) -> None:
             new = retitle(document, "测试预案(信号)")
             proc.signal(signal.SIGHUP)
             assert wait_until(lambda: client.determine("demo", {"deaths": 3}).content_hash == new, 15), proc.log()
-            assert proc.event("rules_reloaded", trigger="signal") is not None
+            assert wait_until(lambda: proc.event("rules_reloaded", trigger="signal") is not None, 15), proc.log()  # logged just after the swap
             edit(document, "units: [chem]", "units: [chemm]")
             proc.signal(signal.SIGHUP)
             assert wait_until(lambda: proc.event("rules_reload_failed", trigger="signal") is not None, 15), proc.log()

@@ -159,8 +159,7 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     uses it to tell the supervisor)."""
     service = Service(config)
     done = threading.Event()
-    ready = threading.Event()
-    hup_pending = threading.Event()
+    reloads = SignalReloads(service.state)
 
     # Handlers go in before the first load, which can take a while: a SIGHUP then reloads once the
     # service is up, and a SIGTERM stops it as soon as the load ends, instead of killing the process.
@@ -169,10 +168,7 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
         done.set()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
-        if not ready.is_set():
-            hup_pending.set()
-            return
-        threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
+        reloads.request()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -182,12 +178,47 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     except StartupError as exc:
         log.error("startup_failed", error=str(exc))
         return 1
-    ready.set()
-    if hup_pending.is_set():
-        threading.Thread(target=service.reload, args=("signal",), name="reload", daemon=True).start()
+    reloads.start()
     if on_ready is not None:
         on_ready(service)
     while not done.wait(0.5):
         pass
+    reloads.close()
     service.stop()
     return 0
+
+
+class SignalReloads:
+    """Reloads asked for by SIGHUP, coalesced: one thread runs them one after another, requests
+    made while one runs leave at most one more pending, and a rules directory unchanged since the
+    serving rules were read is not reloaded (`rules_reload_skipped`, outcome `unchanged`).
+    Requests made before start() (a SIGHUP during the first load) are served once it is called."""
+
+    def __init__(self, state: RulesState) -> None:
+        self.state = state
+        self._wanted = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Ask for a reload; cheap and non-blocking, so a signal handler may call it."""
+        self._wanted.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reload", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Run no more reloads; wait up to `timeout` seconds for one running to end."""
+        self._closed.set()
+        self._wanted.set()
+        if self._thread is not None and timeout is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._closed.is_set():
+                return
+            self._wanted.clear()
+            self.state.reload_if_changed("signal")
