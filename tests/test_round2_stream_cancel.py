@@ -102,13 +102,13 @@ def test_grpc_reports_the_cancelled_flag_the_servicer_reads() -> None:
     try:
         with channel(f"{LOOPBACK}:{port}") as ch:
             method = ch.stream_stream("/t.Echo/Echo")
-            assert list(method(iter([b"a", b"b"]), metadata=[("name", "normal")], timeout=BOUND)) == [b"a", b"b"]
+            assert list(method(iter([b"a", b"b"]), metadata=(("name", "normal"),), timeout=BOUND)) == [b"a", b"b"]
 
             def open_ended() -> Iterator[bytes]:
                 yield b"a"
                 hold.wait(BOUND)
 
-            call = method(open_ended(), metadata=[("name", "cancelled")], timeout=BOUND)
+            call = method(open_ended(), metadata=(("name", "cancelled"),), timeout=BOUND)
             assert next(call) == b"a" and reading.is_set()
             call.cancel()
             assert all(e.wait(BOUND) for e in terminated.values())
