@@ -101,7 +101,7 @@ class Service:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [RESPONSE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
         if c.admin_token:
-            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(AdminServicer(self.state, c.admin_token), server)  # type: ignore[no-untyped-call]
+            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(AdminServicer(self.state, c.admin_token, self.metrics), server)  # type: ignore[no-untyped-call]
             services.append(ADMIN_SERVICE)
         reflection.enable_server_reflection(services, server)
         try:
