@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -158,14 +159,16 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     `on_ready` is called once the service is SERVING and its signal handlers are set (workers.py
     uses it to tell the supervisor)."""
     service = Service(config)
-    done = threading.Event()
+    stop: list[int] = []  # the stopping signals received
     reloads = SignalReloads(service.state)
 
     # Handlers go in before the first load, which can take a while: a SIGHUP then reloads once the
     # service is up, and a SIGTERM stops it as soon as the load ends, instead of killing the process.
+    # A handler runs on the main thread between two bytecodes of whatever it was doing, and a second
+    # signal can interrupt the first handler: a handler that takes a lock (Event.set, a log line)
+    # can deadlock the main thread on a lock it already holds. These take none.
     def on_term(signum: int, frame: FrameType | None) -> None:
-        log.info("signal", signal=signal.Signals(signum).name)
-        done.set()
+        stop.append(signum)
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
         reloads.request()
@@ -181,8 +184,9 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     reloads.start()
     if on_ready is not None:
         on_ready(service)
-    while not done.wait(0.5):
-        pass
+    while not stop:
+        time.sleep(0.5)  # a signal interrupts the sleep; its handler runs at once
+    log.info("signal", signal=signal.Signals(stop[0]).name)
     reloads.close()
     service.stop()
     return 0
@@ -196,13 +200,19 @@ class SignalReloads:
 
     def __init__(self, state: RulesState) -> None:
         self.state = state
-        self._wanted = threading.Event()
-        self._closed = threading.Event()
+        # Requests are bytes in a pipe: writing one takes no lock, so a signal handler may do it
+        # even when it interrupts another handler (an Event.set there can deadlock the main thread).
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._closed = False
         self._thread: threading.Thread | None = None
 
     def request(self) -> None:
-        """Ask for a reload; cheap and non-blocking, so a signal handler may call it."""
-        self._wanted.set()
+        """Ask for a reload: one write(2), no lock, never blocks; safe in a signal handler."""
+        try:
+            os.write(self._write, b"r")
+        except BlockingIOError:  # the pipe is full of requests: a reload is pending anyway
+            pass
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="reload", daemon=True)
@@ -210,15 +220,18 @@ class SignalReloads:
 
     def close(self, timeout: float | None = None) -> None:
         """Run no more reloads; wait up to `timeout` seconds for one running to end."""
-        self._closed.set()
-        self._wanted.set()
+        self._closed = True
+        self.request()  # wakes the thread
         if self._thread is not None and timeout is not None:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            if self._closed.is_set():
-                return
-            self._wanted.clear()
-            self.state.reload_if_changed("signal")
+        try:
+            while True:
+                os.read(self._read, 65536)  # waits for a request, then takes every one made so far
+                if self._closed:
+                    return
+                self.state.reload_if_changed("signal")
+        finally:
+            os.close(self._read)
+            os.close(self._write)
