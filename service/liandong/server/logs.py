@@ -53,9 +53,20 @@ class LineLogger:
     log = debug = info = warn = warning = error = err = critical = fatal = exception = failure = msg
 
 
+def _serialized(sink: Sink) -> Sink:
+    """The sink, called by one thread at a time (a multiprocessing Connection is not thread-safe:
+    two threads sending at once can interleave one message's length header with another's bytes)."""
+
+    def send(line: bytes) -> None:
+        with _write_lock:
+            sink(line)
+
+    return send
+
+
 class LineLoggerFactory:
     def __init__(self, sink: Sink | None = None) -> None:
-        self._logger = LineLogger(sink or write_line)
+        self._logger = LineLogger(_serialized(sink) if sink is not None else write_line)
 
     def __call__(self, *args: Any) -> LineLogger:
         return self._logger

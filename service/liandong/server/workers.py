@@ -113,7 +113,11 @@ def _forward_logs(conn: Connection) -> None:
 
     try:
         while True:
-            write_line(conn.recv_bytes())
+            line = conn.recv_bytes()
+            try:
+                write_line(line)
+            except OSError:  # stderr gone: keep draining, or the worker would block on its next line
+                pass
     except (EOFError, OSError):
         pass
     finally:
