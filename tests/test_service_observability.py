@@ -65,6 +65,8 @@ def test_request_counts_and_latency_by_method_and_code(observed: Observed) -> No
     assert _refused(lambda: list(stub.DetermineStream(batches([request("demo", {}, ruleset="nope")]), timeout=10))) == grpc.StatusCode.NOT_FOUND
     stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=10)
     assert _refused(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version="0"), timeout=10)) == grpc.StatusCode.NOT_FOUND
+    # A stream is counted once grpc has terminated it, which can be just after its caller has the status.
+    assert wait_until(lambda: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code="OK") - before[("DetermineStream", "OK")] >= 1, 10)
     delta = {k: sample(reg, "liandong_rpc_requests_total", method=k[0], code=k[1]) - before[k] for k in keys}
     assert delta == {("Determine", "OK"): 2, ("Determine", "INVALID_ARGUMENT"): 1, ("DetermineStream", "OK"): 1, ("DetermineStream", "NOT_FOUND"): 1, ("ListRuleSets", "OK"): 1, ("GetRuleSet", "NOT_FOUND"): 1}
     page = samples(scrape(observed.svc.metrics_port))

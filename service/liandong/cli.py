@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from liandong.document.load import load_tree
+from liandong.document.load import hidden_paths, load_tree
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EvaluationError, InvalidIncident, LiandongError, RuleDocumentInvalid
@@ -52,6 +52,8 @@ def _problems(exc: RuleDocumentInvalid) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    for hidden in hidden_paths(Path(args.path)):
+        print(f"note: {hidden} is not loaded: names starting with '.' are skipped", file=sys.stderr)
     try:
         docs = load_tree(Path(args.path))
     except RuleDocumentInvalid as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from liandong.document.load import FIXTURE_SUFFIX, display_path, document_paths
 from liandong.document.shapes import ShapeReader
-from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_yaml
+from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_file, read_yaml
 from liandong.engine.result import Determination, Incident
 from liandong.errors import EvaluationError, Problem, RuleDocumentInvalid
 from liandong.rulebook import RuleBook
@@ -58,7 +58,7 @@ def load_fixtures(path: Path) -> FixtureFile:
     """Read one fixtures file; RuleDocumentInvalid lists every structural problem."""
     shown = display_path(path)
     try:
-        root = read_yaml(path.read_bytes(), shown)
+        root = read_yaml(read_file(path, shown), shown)
     except SourceError as exc:
         raise RuleDocumentInvalid(exc.problems) from None
     p = ShapeReader(shown)

@@ -11,7 +11,7 @@ from pathlib import Path
 from liandong.document.check import check
 from liandong.document.model import RuleSetDocument
 from liandong.document.parse import Parser
-from liandong.document.source import SourceError, plain, read_yaml
+from liandong.document.source import SourceError, plain, read_file, read_yaml
 from liandong.errors import Problem, RuleDocumentInvalid
 
 DOCUMENT_SUFFIX = ".yaml"
@@ -54,7 +54,11 @@ def parse_document(data: bytes, path: str) -> RuleSetDocument:
 def load_document(path: Path) -> RuleSetDocument:
     """Load one document file, checking that its ruleset and version match where it lives."""
     shown = display_path(path)
-    doc = parse_document(path.read_bytes(), shown)
+    try:
+        data = read_file(path, shown)
+    except SourceError as exc:
+        raise RuleDocumentInvalid(exc.problems) from None
+    doc = parse_document(data, shown)
     problems = []
     if doc.ruleset != path.parent.name:
         problems.append(Problem(shown, 1, 1, f"ruleset '{doc.ruleset}' does not match its directory '{path.parent.name}'", key="ruleset", ruleset=doc.ruleset))
@@ -91,6 +95,19 @@ def document_paths(root: Path) -> tuple[list[Path], list[Problem]]:
     if len(found) > MAX_DOCUMENTS:
         problems.append(Problem(display_path(root), 0, 0, f"{len(found)} documents; the limit is {MAX_DOCUMENTS}"))
     return found, problems
+
+
+def hidden_paths(root: Path) -> list[str]:
+    """Directories and *.yaml files below root that are not loaded because their names start
+    with '.' (editors' and version control's own files live there); callers say so in their log."""
+    if not root.is_dir():
+        return []
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        out.extend(display_path(Path(dirpath) / d) for d in sorted(dirnames) if d.startswith("."))
+        out.extend(display_path(Path(dirpath) / f) for f in sorted(filenames) if f.startswith(".") and f.endswith(DOCUMENT_SUFFIX))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return out
 
 
 def load_tree(root: Path) -> list[RuleSetDocument]:

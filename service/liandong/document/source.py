@@ -8,8 +8,11 @@ deeply values nest (every later step walks the tree recursively).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Union
 
 import yaml
@@ -78,10 +81,7 @@ class _Builder:
         if id(node) in active:
             raise SourceError([self._problem(node, "recursive alias: an anchor refers to itself")])
         if isinstance(node, yaml.ScalarNode):
-            try:
-                value = self._constructor.construct_object(node, deep=True)
-            except yaml.YAMLError as exc:
-                raise SourceError([self._problem(node, f"unreadable value: {exc}")]) from exc
+            value = self._scalar(node)
             if isinstance(value, str) and node.style is None and _EXPONENT.match(value):
                 value = float(value)  # YAML 1.1 reads a plain 1e-05 as text; YAML 1.2 and authors mean a number
             return LScalar(value, line, column)
@@ -100,7 +100,7 @@ class _Builder:
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.problems.append(self._problem(key_node, "a key must be plain text"))
                     continue
-                key = str(self._constructor.construct_object(key_node))
+                key = str(self._scalar(key_node))
                 if key in entries:
                     first = keys[key]
                     self.problems.append(self._problem(key_node, f"duplicate key '{key}' (first written at line {first[0]})", key=key))
@@ -110,8 +110,48 @@ class _Builder:
             return LMap(entries, keys, line, column)
         raise SourceError([self._problem(node, f"unsupported YAML node {node.tag}")])
 
+    def _scalar(self, node: yaml.ScalarNode) -> object:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise SourceError([self._problem(node, f"unreadable value: {exc}")]) from exc
+        except (ValueError, OverflowError) as exc:
+            # PyYAML's resolver takes 2025-13-45 and 2025-02-30 for dates; building them fails in datetime.
+            raise SourceError([self._problem(node, f"'{node.value}' is not a valid date or time: {exc}")]) from None
+
     def _problem(self, node: yaml.Node, message: str, key: str = "") -> Problem:
         return Problem(self.path, node.start_mark.line + 1, node.start_mark.column + 1, message, key=key)
+
+
+def read_file(path: Path, shown: str) -> bytes:
+    """A document's bytes, never more than the limit, and never from anything but a regular file.
+
+    The size is checked before reading (a 2 GiB sparse file must not be read to learn it is too
+    big) and at most the limit plus one byte is read (it can grow meanwhile). A FIFO, device or
+    socket named *.yaml is refused: opening is non-blocking, so a FIFO with no writer cannot hold
+    start-up or the reload lock. OSError is left to the caller (it reports `cannot read`).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError([Problem(shown, 0, 0, "is not a regular file (a FIFO, device or socket?); refusing it")])
+        if info.st_size > MAX_DOCUMENT_BYTES:
+            raise SourceError([Problem(shown, 1, 1, f"document is {info.st_size} bytes; the limit is {MAX_DOCUMENT_BYTES}")])
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_DOCUMENT_BYTES:
+            chunk = os.read(fd, MAX_DOCUMENT_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_DOCUMENT_BYTES:
+        raise SourceError([Problem(shown, 1, 1, f"document is more than {MAX_DOCUMENT_BYTES} bytes (it grew while being read); the limit is {MAX_DOCUMENT_BYTES}")])
+    return b"".join(chunks)
 
 
 def read_yaml(data: bytes, path: str) -> Value:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from types import FrameType
@@ -19,7 +20,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.server.admin import AdminServicer
 from liandong.server.config import Config
 from liandong.server.metrics import ActiveVersionCollector, Metrics
-from liandong.server.reload import RulesState, Watcher
+from liandong.server.reload import RulesState, SignalReloads, Watcher
 from liandong.server.servicer import ResponseServicer, register
 from liandong.tls import TLSError, server_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2
@@ -132,21 +133,19 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     `on_ready` is called once the service is SERVING and its signal handlers are set (workers.py
     uses it to tell the supervisor)."""
     service = Service(config)
-    done = threading.Event()
-    ready = threading.Event()
-    hup_pending = threading.Event()
+    stop: list[int] = []  # the stopping signals received
+    reloads = SignalReloads(service.state)
 
     # Handlers go in before the first load, which can take a while: a SIGHUP then reloads once the
     # service is up, and a SIGTERM stops it as soon as the load ends, instead of killing the process.
+    # A handler runs on the main thread between two bytecodes of whatever it was doing, and a second
+    # signal can interrupt the first handler: a handler that takes a lock (Event.set, a log line)
+    # can deadlock the main thread on a lock it already holds. These take none.
     def on_term(signum: int, frame: FrameType | None) -> None:
-        log.info("signal", signal=signal.Signals(signum).name)
-        done.set()
+        stop.append(signum)
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
-        if not ready.is_set():
-            hup_pending.set()
-            return
-        threading.Thread(target=service.state.reload, args=("signal",), name="reload", daemon=True).start()
+        reloads.request()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -156,12 +155,13 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     except StartupError as exc:
         log.error("startup_failed", error=str(exc))
         return 1
-    ready.set()
-    if hup_pending.is_set():
-        threading.Thread(target=service.state.reload, args=("signal",), name="reload", daemon=True).start()
+    reloads.start()
     if on_ready is not None:
         on_ready(service)
-    while not done.wait(0.5):
-        pass
+    while not stop:
+        time.sleep(0.5)  # a signal interrupts the sleep; its handler runs at once
+    log.info("signal", signal=signal.Signals(stop[0]).name)
+    reloads.close()
     service.stop()
     return 0
+

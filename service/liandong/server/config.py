@@ -7,6 +7,7 @@ Precedence: command-line flag, then LIANDONG_* variable, then the default.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -110,14 +111,44 @@ def _number(field: str, value: object, kind: type[int] | type[float], minimum: f
     return number
 
 
+def _shorthand_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """127.1, 2130706433, 0x7f.1: IPv4 forms the system resolver reads but gRPC's does not."""
+    # inet_aton also ignores text after a space, so only digits, hex and dots are handed to it.
+    if not host or not all(c in "0123456789abcdefABCDEFxX." for c in host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def canonical_address(address: str) -> str:
+    """host:port with a shorthand IPv4 host written out (127.1 -> 127.0.0.1), so gRPC can bind it."""
+    host, _, port = address.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return address
+    except ValueError:
+        short = _shorthand_ipv4(host)
+        return f"{short}:{port}" if short is not None else address
+
+
 def is_loopback(address: str) -> bool:
+    """Whether host:port names only this machine: localhost, 127.0.0.0/8 in any form the system
+    resolver reads (127.1, 2130706433), ::1, and IPv4-mapped ::ffff:127.x.y.z."""
     host = address.rpartition(":")[0].strip("[]")
-    if host == "localhost":
+    if host.lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        short = _shorthand_ipv4(host)
+        if short is None:
+            return False
+        ip = short
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -131,7 +162,7 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         elif env_name(f.name) in env:
             raw[f.name] = env[env_name(f.name)]
     base = Config()
-    listen = _address("listen", str(raw.get("listen", base.listen)))
+    listen = canonical_address(_address("listen", str(raw.get("listen", base.listen))))
     metrics = _address("metrics_listen", str(raw.get("metrics_listen", base.metrics_listen)), allow_empty=True)
     level = str(raw.get("log_level", base.log_level)).lower()
     if level not in LOG_LEVELS:

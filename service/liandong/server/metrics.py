@@ -24,6 +24,7 @@ SERVING = "liandong_serving"
 # The supervisor's own, with --workers N (server/workers.py): the workers' metrics come labelled by worker.
 WORKERS = "liandong_workers"
 WORKER_RESTARTS = "liandong_worker_restarts"  # _total is added by the client library
+ADMIN_DENIED = "liandong_admin_denied"
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -39,6 +40,7 @@ class Metrics:
         self.reloads = Counter(RELOADS, "Rule reloads by outcome (success, failure) and trigger", ["outcome", "trigger"], registry=registry)
         self.last_reload_success = Gauge(LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry)
         self.serving = Gauge(SERVING, "1 while the service answers, 0 while loading or draining", registry=registry)
+        self.admin_denied = Counter(ADMIN_DENIED, "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited", ["reason"], registry=registry)
 
 
 ActiveVersions = Callable[[], list[tuple[str, str, str]]]

@@ -10,6 +10,7 @@ service (admin.py), and, with --watch, the file watcher below.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import structlog
 
+from liandong.document.load import DOCUMENT_SUFFIX, hidden_paths
+from liandong.document.source import SourceError, read_file
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import LiandongError, RuleDocumentInvalid
 from liandong.fixtures import run_all
@@ -32,6 +35,32 @@ MAX_REPORTED_ERRORS = 200
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+Fingerprint = str
+
+
+def fingerprint(root: Path) -> Fingerprint:
+    """A digest of what the rules directory holds: every *.yaml file's path and bytes (read as a
+    document is, so never more than its limit and never from a FIFO; such a file counts by its
+    metadata). By content, not modification times: two writes within one clock tick can leave the
+    same size and times, and a reload skipped then would serve stale rules."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if not name.endswith(DOCUMENT_SUFFIX):
+                continue
+            path = Path(dirpath) / name
+            digest.update(str(path).encode("utf-8", "surrogateescape") + b"\0")
+            try:
+                digest.update(read_file(path, str(path)))
+            except SourceError as exc:  # not a regular file, or over the limit
+                digest.update(str(exc).encode("utf-8", "surrogateescape"))
+            except OSError as exc:
+                digest.update(f"unreadable {exc.errno}".encode())
+            digest.update(b"\0")
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -64,6 +93,7 @@ class RulesState:
         self._lock = threading.Lock()  # one reload at a time
         self.last: ReloadOutcome | None = None
         self.last_success_at: dt.datetime | None = None
+        self._serving_fingerprint: Fingerprint | None = None  # the directory as it was when the serving book was read
 
     @property
     def serving(self) -> Serving | None:
@@ -76,44 +106,63 @@ class RulesState:
         return serving.book if serving is not None else None
 
     def reload(self, trigger: str) -> ReloadOutcome:
+        """Load, check and swap in the rules directory (one reload at a time)."""
         with self._lock:
-            started = self._clock()
-            errors: list[str] = []
-            passed = failed = 0
-            new: RuleBook | None = None
-            built: Mapping[str, AnswerCodec] = {}
-            try:
-                new = RuleBook.load(self.rules_dir, self.runtime, clock=self._clock)
-                built = codecs(c for name in new.rulesets() for c in new.versions(name))
-                if self.run_fixtures:
-                    run = run_all(new, self.rules_dir)
-                    passed, failed = run.passed, run.failed
-                    errors.extend(str(p) for p in run.problems)
-                    for r in run.results:
-                        if not r.passed:
-                            errors.append(f"{r.path}:{r.line}: fixture '{r.note}' failed: {'; '.join(r.failures)}")
-            except RuleDocumentInvalid as exc:
-                errors.extend(str(p) for p in exc.problems)
-            except LiandongError as exc:
-                errors.append(exc.message)
-            except OSError as exc:
-                errors.append(f"{self.rules_dir}: {exc.strerror or exc}")
-            except Exception as exc:  # a bug in loading must not end the reload without an outcome
-                log.exception("rules_reload_crashed", trigger=trigger)
-                errors.append(f"{self.rules_dir}: unexpected {type(exc).__name__} while loading: {exc}")
-            ok = new is not None and not errors
-            if ok and new is not None:
-                self._serving = Serving(new, built)
-                self.last_success_at = self._clock()
-            outcome = ReloadOutcome(ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed)
-            self.last = outcome
-            self.metrics.reloads.labels(outcome="success" if ok else "failure", trigger=trigger).inc()
-            if ok:
-                self.metrics.last_reload_success.set(outcome.finished_at.timestamp())
-                log.info("rules_reloaded", trigger=trigger, rulesets=list(new.rulesets()) if new else [], fixtures_passed=passed, duration_ms=round((outcome.finished_at - started).total_seconds() * 1000, 1))
-            else:
-                log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._serving is not None)
-            return outcome
+            return self._reload(trigger, fingerprint(self.rules_dir))  # taken first: an edit during the load is a change next time
+
+    def reload_if_changed(self, trigger: str) -> ReloadOutcome | None:
+        """As reload(), or None (logged and counted as `unchanged`) when the directory is as it
+        was when the serving rules were read."""
+        with self._lock:
+            seen = fingerprint(self.rules_dir)
+            if self._serving is not None and seen == self._serving_fingerprint:
+                self.metrics.reloads.labels(outcome="unchanged", trigger=trigger).inc()
+                log.info("rules_reload_skipped", trigger=trigger, reason="the rules directory is unchanged since the serving rules were read")
+                return None
+            return self._reload(trigger, seen)
+
+    def _reload(self, trigger: str, seen: Fingerprint) -> ReloadOutcome:
+        started = self._clock()
+        errors: list[str] = []
+        passed = failed = 0
+        new: RuleBook | None = None
+        built: Mapping[str, AnswerCodec] = {}
+        try:
+            new = RuleBook.load(self.rules_dir, self.runtime, clock=self._clock)
+            built = codecs(c for name in new.rulesets() for c in new.versions(name))
+            if self.run_fixtures:
+                run = run_all(new, self.rules_dir)
+                passed, failed = run.passed, run.failed
+                errors.extend(str(p) for p in run.problems)
+                for r in run.results:
+                    if not r.passed:
+                        errors.append(f"{r.path}:{r.line}: fixture '{r.note}' failed: {'; '.join(r.failures)}")
+        except RuleDocumentInvalid as exc:
+            errors.extend(str(p) for p in exc.problems)
+        except LiandongError as exc:
+            errors.append(exc.message)
+        except OSError as exc:
+            errors.append(f"{self.rules_dir}: {exc.strerror or exc}")
+        except Exception as exc:  # a bug in loading must not end the reload without an outcome
+            log.exception("rules_reload_crashed", trigger=trigger)
+            errors.append(f"{self.rules_dir}: unexpected {type(exc).__name__} while loading: {exc}")
+        ok = new is not None and not errors
+        if ok and new is not None:
+            self._serving = Serving(new, built)
+            self._serving_fingerprint = seen
+            self.last_success_at = self._clock()
+        outcome = ReloadOutcome(ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed)
+        self.last = outcome
+        self.metrics.reloads.labels(outcome="success" if ok else "failure", trigger=trigger).inc()
+        hidden = hidden_paths(self.rules_dir)
+        if hidden:  # a rule set that silently does not load is a wrong answer waiting to happen
+            log.warning("rules_not_loaded", trigger=trigger, paths=hidden[:MAX_REPORTED_ERRORS], count=len(hidden), reason="names starting with '.' are not loaded")
+        if ok:
+            self.metrics.last_reload_success.set(outcome.finished_at.timestamp())
+            log.info("rules_reloaded", trigger=trigger, rulesets=list(new.rulesets()) if new else [], fixtures_passed=passed, duration_ms=round((outcome.finished_at - started).total_seconds() * 1000, 1))
+        else:
+            log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._serving is not None)
+        return outcome
 
     def active_versions(self) -> list[tuple[str, str, str]]:
         """(rule set, version, content hash) in force now, for each rule set serving."""
@@ -130,11 +179,12 @@ class RulesState:
         return out
 
 
-Fingerprint = tuple[tuple[str, int, int], ...]
+FileStamps = tuple[tuple[str, int, int], ...]
 
 
-def fingerprint(root: Path) -> Fingerprint:
-    """(path, mtime, size) of every file under root, sorted: equal when nothing was changed."""
+def file_stamps(root: Path) -> FileStamps:
+    """(path, mtime, size) of every file under root, sorted: the watcher's cheap poll, which only
+    decides whether to reload; whether a reload is needed is then `fingerprint`'s (by content)."""
     entries = []
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
@@ -159,7 +209,7 @@ class Watcher:
         self.interval = interval
         self._stopping = stopping
         # Made before the first load: an edit landing while that load runs must count as a change.
-        self._seen = fingerprint(state.rules_dir)
+        self._seen = file_stamps(state.rules_dir)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -168,7 +218,52 @@ class Watcher:
 
     def _watch(self) -> None:
         while not self._stopping.wait(self.interval):
-            now = fingerprint(self.state.rules_dir)
+            now = file_stamps(self.state.rules_dir)
             if now != self._seen:
                 self._seen = now
                 self.state.reload("watch")
+
+
+class SignalReloads:
+    """Reloads asked for by SIGHUP, coalesced: one thread runs them one after another, requests
+    made while one runs leave at most one more pending, and a rules directory unchanged since the
+    serving rules were read is not reloaded (`rules_reload_skipped`, outcome `unchanged`).
+    Requests made before start() (a SIGHUP during the first load) are served once it is called."""
+
+    def __init__(self, state: RulesState) -> None:
+        self.state = state
+        # Requests are bytes in a pipe: writing one takes no lock, so a signal handler may do it
+        # even when it interrupts another handler (an Event.set there can deadlock the main thread).
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Ask for a reload: one write(2), no lock, never blocks; safe in a signal handler."""
+        try:
+            os.write(self._write, b"r")
+        except BlockingIOError:  # the pipe is full of requests: a reload is pending anyway
+            pass
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reload", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Run no more reloads; wait up to `timeout` seconds for one running to end."""
+        self._closed = True
+        self.request()  # wakes the thread
+        if self._thread is not None and timeout is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                os.read(self._read, 65536)  # waits for a request, then takes every one made so far
+                if self._closed:
+                    return
+                self.state.reload_if_changed("signal")
+        finally:
+            os.close(self._read)
+            os.close(self._write)

@@ -14,7 +14,7 @@ from liandong.engine.result import Determination
 from liandong.errors import RuleSetNotFound
 from liandong.rulebook import RuleBook, evaluate
 from liandong.server import answers as answers_pb
-from liandong.server import convert, status
+from liandong.server import bounds, convert, status
 from liandong.server.calls import CallMetrics, Observed, guard, refusal
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState, Serving
@@ -80,6 +80,20 @@ def _undecodable(request: object) -> None:
         raise status.Refusal(status.bad_request("request", f"cannot be decoded: {request.error}"))
 
 
+def _core_cancelled(context: grpc.ServicerContext) -> bool | None:
+    """Whether grpc core ended the call as cancelled (its RECV_CLOSE_ON_SERVER flag: the caller
+    cancelled, its deadline passed, or the connection went), once the call has terminated.
+
+    Only this flag tells a cancelled stream from one whose caller half-closed: on a cancel, grpc's
+    sync server can hand the handler an end of the request stream before it records the cancel
+    (grpc/grpc#33038), so `is_active()` in the handler is still True. grpc keeps the flag in the
+    context's private state and nowhere public; None when this grpc has no such state (a test pins
+    it: tests/test_round2_stream_cancel.py).
+    """
+    client = getattr(getattr(context, "_state", None), "client", None)
+    return None if not isinstance(client, str) else client == "cancelled"
+
+
 def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
     """How a call that is no longer active ended: its deadline passed, or the caller cancelled it.
 
@@ -88,6 +102,14 @@ def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
     """
     remaining = context.time_remaining()
     return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= DEADLINE_SLACK else grpc.StatusCode.CANCELLED
+
+
+def _not_sent(decision_ids: list[str], reason: str) -> None:
+    """Decision lines are written before their answers are sent (a crash can leave lines for answers
+    nobody got, never answers without lines); where the server learns an answer may not have left,
+    it says so, by decision id."""
+    if decision_ids:
+        log.warning("answers_not_confirmed_sent", decision_ids=list(decision_ids), reason=reason)
 
 
 class ResponseServicer(pb_grpc.ResponseServiceServicer):
@@ -112,12 +134,15 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def _guard(self, method: str, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         return guard(self.calls, method, context, fn)
 
-    def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> bytes:
-        """One answer, serialized: joined from the codec's pieces, or built as a message with explain."""
+    def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> tuple[bytes, str]:
+        """One answer, serialized (joined from the codec's pieces, or built as a message with
+        explain), and its decision id. Its decision line is written here, before gRPC sends it."""
         _undecodable(request)
         assert isinstance(request, pb.DetermineRequest)
         if not request.HasField("incident") or not request.incident.type:
             raise status.Refusal(status.bad_request("incident.type", "is required"))
+        bounds.check_text("ruleset", request.ruleset)
+        bounds.check_text("version", request.version)
         incident = convert.incident_from_proto(request.incident)
         start = time.perf_counter()
         compiled = serving.book.select(incident, request.ruleset, request.version)
@@ -128,7 +153,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         answer = codec.message(det, decision_id, True).SerializeToString() if request.explain else codec.wire(det, decision_id)
         self._check_size(len(answer))
         self._record(det, decision_id, elapsed)  # only answers that can be sent are decisions
-        return answer
+        return answer, decision_id
 
     def _check_size(self, size: int) -> None:
         """Refuse an answer grpc would not send: it would fail the call after it was counted OK."""
@@ -155,7 +180,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             serving = self._serving()
             if not context.is_active():  # its deadline passed while it waited
                 raise status.Refusal(status.plain(_ended(context), "the call ended before it was evaluated"))
-            return self._determine(serving, request)
+            return self._determine(serving, request)[0]
 
         return self._guard("Determine", context, answer)
 
@@ -163,6 +188,9 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         obs = Observed(self.calls, "DetermineStream")
         failure: grpc.Status | None = None
         count = 0
+        ids: list[str] = []  # decisions evaluated (and logged) whose answers are not yet handed to gRPC
+        handing: list[str] = []  # those of the message being handed to gRPC now
+        handed: list[str] = []  # those of the last message gRPC took
         try:
             serving = self._serving()  # the whole stream answers from one snapshot
             for batch in request_iterator:
@@ -175,25 +203,35 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                     for request in batch.requests:
                         if not context.is_active():  # deadline passed or caller gone: evaluate nothing more
                             obs.code = _ended(context)
+                            _not_sent(ids, "the call ended before they were sent")
                             return
                         count += 1
                         if count > self.max_stream_requests:
                             raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
-                        wire = self._determine(serving, request)
+                        wire, decision_id = self._determine(serving, request)
                         if answers and size + len(wire) + ANSWER_FRAMING > self.max_response_bytes:
+                            handing, ids = ids, []
                             yield answers_pb.stream_response(answers)  # a batch's answers may need several messages
+                            handed, handing = handing, []
                             answers, size = [], 0
                         answers.append(wire)
+                        ids.append(decision_id)
                         size += len(wire) + ANSWER_FRAMING
                 except Exception:
                     if answers:  # the answers before the refused request still reach the caller
+                        handing, ids = ids, []
                         yield answers_pb.stream_response(answers)
+                        handed, handing = handing, []
                     raise
+                handing, ids = ids, []
                 yield answers_pb.stream_response(answers)
+                handed, handing = handing, []
             if not context.is_active():  # a cancel can also end the request iterator quietly
                 obs.code = _ended(context)
         except GeneratorExit:  # grpc closed the stream at a yield: the call ended
             obs.code = _ended(context)
+            # gRPC did not come back for more after this message: it was not (or not surely) sent.
+            _not_sent(handing + ids, "the call ended while they were being sent")
             raise
         except Exception as exc:
             if not context.is_active():
@@ -202,9 +240,25 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                 failure = refusal(exc, "DetermineStream")
                 obs.code = failure.code
         finally:
-            obs.finish()
+            if obs.code is grpc.StatusCode.OK:
+                # Ended as far as the handler can tell; whether the caller cancelled is known only
+                # once the call has terminated, so it is counted then.
+                self._count_when_terminated(obs, context, handed)
+            else:
+                obs.finish()
         if failure is not None:
             context.abort_with_status(failure)
+
+    @staticmethod
+    def _count_when_terminated(obs: Observed, context: grpc.ServicerContext, last: list[str]) -> None:
+        def terminated() -> None:
+            if _core_cancelled(context):
+                obs.code = _ended(context)
+                _not_sent(last, "the caller cancelled the stream after they were handed to gRPC")
+            obs.finish()
+
+        if not context.add_callback(terminated):  # it has terminated already
+            terminated()
 
     def ListRuleSets(self, request: pb.ListRuleSetsRequest, context: grpc.ServicerContext) -> pb.ListRuleSetsResponse:
         return self._guard("ListRuleSets", context, lambda: pb.ListRuleSetsResponse(rulesets=convert.summaries(self._book())))
@@ -215,6 +269,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             book = self._book()
             if not request.ruleset:
                 raise status.Refusal(status.bad_request("ruleset", "is required"))
+            bounds.check_text("ruleset", request.ruleset)
+            bounds.check_text("version", request.version)
             versions = book.versions(request.ruleset)
             active = convert.active_version(book, request.ruleset)
             if request.version:

@@ -100,10 +100,10 @@ def to_status(error: LiandongError) -> grpc.Status:
     return _make(code_for(error), message, details)
 
 
-def bad_request(field: str, description: str) -> grpc.Status:
+def bad_request(field: str, description: str, reason: str = "invalid") -> grpc.Status:
     """INVALID_ARGUMENT for a malformed request (not about the facts), with its field violation."""
     bad = error_details_pb2.BadRequest()
-    bad.field_violations.add(field=field, description=clip(description), reason="invalid")
+    bad.field_violations.add(field=field, description=clip(description), reason=reason)
     return _make(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {description}", [bad])
 
 

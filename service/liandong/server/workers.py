@@ -24,6 +24,9 @@ A worker that is restarting is missing from that scrape, and its counters start 
 which Prometheus' rate() treats as a counter reset.
 
 Workers exit when the supervisor goes away (they watch their pipe to it).
+
+Logs: each worker sends its log lines over a pipe of its own; one supervisor thread per worker
+writes them to the supervisor's stderr, one whole line per write, so lines of two workers never mix.
 """
 
 from __future__ import annotations
@@ -68,11 +71,12 @@ def _watch_supervisor(conn: Connection) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def worker_main(config: Config, index: int, conn: Connection) -> None:
-    """A worker: the full service, on the shared port, reporting to the supervisor when SERVING."""
+def worker_main(config: Config, index: int, conn: Connection, log_conn: Connection | None = None) -> None:
+    """A worker: the full service, on the shared port, reporting to the supervisor when SERVING.
+    Its log lines go to the supervisor over `log_conn`, one message per line (see server/logs.py)."""
     from liandong.server import app, logs
 
-    logs.configure(config.log_level, config.log_format)
+    logs.configure(config.log_level, config.log_format, sink=log_conn.send_bytes if log_conn is not None else None)
 
     def label(logger: object, method: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
         event.setdefault("worker", index)  # every line of this process, from every thread
@@ -102,6 +106,24 @@ class _Worker:
     pid: int = 0
     metrics_port: int = 0
     ready: bool = False
+    logs: threading.Thread | None = None  # forwards its log lines; ends when the worker does
+
+
+def _forward_logs(conn: Connection) -> None:
+    """Write a worker's log lines to the supervisor's stderr, each whole, until the worker exits."""
+    from liandong.server.logs import write_line
+
+    try:
+        while True:
+            line = conn.recv_bytes()
+            try:
+                write_line(line)
+            except OSError:  # stderr gone: keep draining, or the worker would block on its next line
+                pass
+    except (EOFError, OSError):
+        pass
+    finally:
+        conn.close()
 
 
 class WorkerMetrics:
@@ -148,10 +170,14 @@ class Supervisor:
 
     def _start(self, index: int) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=worker_main, args=(self.worker_config, index, child), name=f"liandong-worker-{index}")
+        log_in, log_out = self._context.Pipe(duplex=False)
+        process = self._context.Process(target=worker_main, args=(self.worker_config, index, child, log_out), name=f"liandong-worker-{index}")
         process.start()
         child.close()
-        worker = _Worker(index, process, parent, time.monotonic(), pid=process.pid or 0)
+        log_out.close()  # the worker holds the only write end: its exit is the reader's end of file
+        forwarder = threading.Thread(target=_forward_logs, args=(log_in,), name=f"worker-{index}-logs", daemon=True)
+        forwarder.start()
+        worker = _Worker(index, process, parent, time.monotonic(), pid=process.pid or 0, logs=forwarder)
         with self._lock:
             self._workers[index] = worker
         log.info("worker_started", worker=index, pid=worker.pid)
@@ -281,6 +307,8 @@ class Supervisor:
                 w.process.join(5)
                 clean = False
             w.conn.close()
+            if w.logs is not None:
+                w.logs.join(STOP_MARGIN)  # its last lines (`stopped`) are written before the supervisor's
         self._live.set(0)
         log.info("stopped", workers=len(self._workers), clean=clean)
         return clean
