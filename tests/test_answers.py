@@ -25,9 +25,18 @@ def _facts(ruleset: str, rng: random.Random) -> dict[str, object]:
             "serious_injuries": rng.choice([0, 9, 10, 49, 50, 99, 100, 130]),
             "direct_loss_yuan": float(rng.choice([0, 9.9e6, 1e7, 5e7, 1e8, 2e8])),
         }
-        for flag in ("hazardous_materials", "casualties_need_treatment", "evacuation_or_traffic_control", "power_involved",
-                     "gas_water_or_building_safety", "environmental_pollution_risk", "residents_need_resettlement",
-                     "communications_needed", "weather_sensitive", "transport_or_road_repair"):
+        for flag in (
+            "hazardous_materials",
+            "casualties_need_treatment",
+            "evacuation_or_traffic_control",
+            "power_involved",
+            "gas_water_or_building_safety",
+            "environmental_pollution_risk",
+            "residents_need_resettlement",
+            "communications_needed",
+            "weather_sensitive",
+            "transport_or_road_repair",
+        ):
             if rng.random() < 0.5:
                 facts[flag] = rng.random() < 0.7
         return facts
@@ -71,7 +80,12 @@ def test_wire_is_byte_identical_to_the_message(book: RuleBook, ruleset: str) -> 
         wire = codec.wire(det, decision_id)
         assert wire == codec.message(det, decision_id, False).SerializeToString(), f"incident {i}: {det.matched_rules}"
         parsed = pb.Determination.FromString(wire)
-        assert (parsed.decision_id, parsed.incident_id, parsed.ruleset, parsed.content_hash) == (decision_id, det.incident_id, ruleset, det.content_hash)
+        assert (parsed.decision_id, parsed.incident_id, parsed.ruleset, parsed.content_hash) == (
+            decision_id,
+            det.incident_id,
+            ruleset,
+            det.content_hash,
+        )
         assert [u.id for u in parsed.participating_units] == [u.id for u in det.units]
         shapes.add((det.level.code if det.level else None, len(det.obligations), len(det.groups)))
     assert len(shapes) >= 3, "the incidents must reach several levels and shapes of answer"
@@ -84,7 +98,12 @@ def test_obligations_owed_by_participants_name_this_answers_units(book: RuleBook
     assert owed, "fire-linkage has obligations owed by every participating member unit"
     codec = AnswerCodec(compiled)
     small = book.determine(Incident(type="fire", facts={"deaths": 0, "serious_injuries": 0, "direct_loss_yuan": 0.0}))
-    large = book.determine(Incident(type="fire", facts={"deaths": 3, "serious_injuries": 12, "hazardous_materials": True, "power_involved": True}))
+    large = book.determine(
+        Incident(
+            type="fire",
+            facts={"deaths": 3, "serious_injuries": 12, "hazardous_materials": True, "power_involved": True},
+        )
+    )
     for det in (small, large):
         parsed = pb.Determination.FromString(codec.wire(det, "d"))
         units = [u.id for u in parsed.participating_units]
@@ -99,7 +118,9 @@ def test_obligations_owed_by_participants_name_this_answers_units(book: RuleBook
 def test_stream_response_holds_the_answers_in_order(book: RuleBook) -> None:
     """A stream response joined from serialized answers parses to those answers in the same order, an empty one to no answers."""
     codec = AnswerCodec(book.active("township-mass-incident"))
-    dets = [book.determine(Incident(type="mass_incident", facts={"participants": n}, id=f"m{n}")) for n in (0, 60, 150, 600)]
+    dets = [
+        book.determine(Incident(type="mass_incident", facts={"participants": n}, id=f"m{n}")) for n in (0, 60, 150, 600)
+    ]
     wires = [codec.wire(d, f"d{i}") for i, d in enumerate(dets)]
     parsed = pb.DetermineStreamResponse.FromString(answers.stream_response(wires))
     assert [d.SerializeToString() for d in parsed.determinations] == wires
@@ -112,4 +133,6 @@ def test_lengths_are_written_as_protobuf_varints(size: int) -> None:
     """Lengths around each varint boundary frame an answer exactly as protobuf frames a repeated field."""
     payload = pb.Determination(summary="x" * size).SerializeToString()
     joined = answers.stream_response([payload])
-    assert joined == pb.DetermineStreamResponse(determinations=[pb.Determination.FromString(payload)]).SerializeToString()
+    assert (
+        joined == pb.DetermineStreamResponse(determinations=[pb.Determination.FromString(payload)]).SerializeToString()
+    )

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from support.data import BUNDLED, ROOT
 from liandong.document.load import document_paths, load_tree
 from liandong.engine.runtime import DurableRuntime
 from liandong.fixtures import CaseResult, fixture_path, load_fixtures, run_case
 from liandong.rulebook import RuleBook
+from support.data import BUNDLED, ROOT
 
 BUNDLED_RULE_SETS = ("fire-linkage", "township-mass-incident", "flood-control")
 

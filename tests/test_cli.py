@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from support.data import DATA
 from liandong.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
+from support.data import DATA
 
 RULES = DATA / "rules"
 
@@ -24,7 +24,13 @@ def test_validate_reports_located_problems(tmp_path: Path, capsys: pytest.Captur
     """Invalid documents print every problem to stderr as path:line:column and exit 1."""
     target = tmp_path / "demo" / "2024.1.yaml"
     target.parent.mkdir()
-    target.write_text((RULES / "demo" / "2024.1.yaml").read_text(encoding="utf-8").replace("units: [chem]", "units: [chemm]").replace("[combat]", "[combt]"), encoding="utf-8")
+    target.write_text(
+        (RULES / "demo" / "2024.1.yaml")
+        .read_text(encoding="utf-8")
+        .replace("units: [chem]", "units: [chemm]")
+        .replace("[combat]", "[combt]"),
+        encoding="utf-8",
+    )
     assert main(["rules", "validate", str(tmp_path)]) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "names unknown unit 'chemm' (did you mean 'chem'?)" in err
@@ -44,7 +50,9 @@ def test_rules_test_shows_a_diff_per_failing_case(tmp_path: Path, capsys: pytest
     """A failing case prints its location, its note and what differs, and the run exits 1."""
     shutil.copytree(RULES, tmp_path / "rules")
     fixtures = tmp_path / "rules" / "demo" / "2024.1.fixtures.yaml"
-    fixtures.write_text(fixtures.read_text(encoding="utf-8").replace("want: {level: II}", "want: {level: I}"), encoding="utf-8")
+    fixtures.write_text(
+        fixtures.read_text(encoding="utf-8").replace("want: {level: II}", "want: {level: I}"), encoding="utf-8"
+    )
     assert main(["rules", "test", str(tmp_path / "rules")]) == EXIT_FAILED
     out = capsys.readouterr().out
     assert "FAIL" in out and "exactly 10 deaths is II" in out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from support.data import load_cases
 from liandong.engine.result import Incident
 from liandong.errors import InvalidIncident
 from liandong.rulebook import RuleBook
+from support.data import load_cases
 
 CASES = load_cases("descriptors.yaml")
 

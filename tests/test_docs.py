@@ -15,7 +15,9 @@ from support.data import BUNDLED, ROOT
 README = ROOT / "README.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
 # Every Markdown file of the project: the README, docs/, and the READMEs of rules/, clients/, deploy/.
-MARKDOWN = sorted([README, *(ROOT / "docs").glob("*.md"), *(ROOT / d / "README.md" for d in ("rules", "clients", "deploy"))])
+MARKDOWN = sorted(
+    [README, *(ROOT / "docs").glob("*.md"), *(ROOT / d / "README.md" for d in ("rules", "clients", "deploy"))]
+)
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^()\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)

@@ -75,7 +75,7 @@ def test_no_rule_applies_is_an_answer(runtime: DurableRuntime, make_doc: object)
     text = DEMO.read_text(encoding="utf-8")
     # Keep only the hazmat rule, so an incident without hazmat matches nothing.
     head, _, rules = text.partition("rules:\n")
-    only = rules[rules.index("  - id: hazmat"):rules.index("  - id: breach-or-danger")]
+    only = rules[rules.index("  - id: hazmat") : rules.index("  - id: breach-or-danger")]
     doc = make_doc(head + "rules:\n" + only)  # type: ignore[operator]
     book = RuleBook([doc], runtime)
     det = book.determine(Incident(type="demo", facts={"deaths": 50}, id="x"))

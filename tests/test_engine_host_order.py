@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from durable import engine as durable_engine
 
-from support.data import DATA, ROOT
 from liandong.document.model import InputSpec, InputType
 from liandong.engine import descriptor
 from liandong.engine import runtime as runtime_module
@@ -25,6 +24,7 @@ from liandong.engine.compile import ANCHOR_FIELD
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import InvalidIncident
 from liandong.rulebook import RuleBook
+from support.data import DATA, ROOT
 
 Call = tuple[str, tuple[object, ...], object]
 
@@ -53,7 +53,34 @@ def books(runtime: DurableRuntime) -> list[RuleBook]:
 
 
 # Numbers on both sides of the bundled plans' thresholds (counts, water levels, losses in yuan).
-NUMBERS = [0, 1, 2, 3, 5, 9, 10, 11, 29, 30, 31, 49, 50, 99, 100, 300, 451.9, 452.5, 453.0, 454.0, 455.5, 1000, 10**6, 10**7, 5 * 10**7, 10**8]
+NUMBERS = [
+    0,
+    1,
+    2,
+    3,
+    5,
+    9,
+    10,
+    11,
+    29,
+    30,
+    31,
+    49,
+    50,
+    99,
+    100,
+    300,
+    451.9,
+    452.5,
+    453.0,
+    454.0,
+    455.5,
+    1000,
+    10**6,
+    10**7,
+    5 * 10**7,
+    10**8,
+]
 
 
 def sample_facts(rng: random.Random, inputs: tuple[InputSpec, ...]) -> dict[str, object]:
@@ -77,7 +104,9 @@ def sample_facts(rng: random.Random, inputs: tuple[InputSpec, ...]) -> dict[str,
 
 # durable's Host warns on 3.12+ for every action it runs (utcfromtimestamp; docs/engine.md, "Not patched").
 @pytest.mark.filterwarnings("ignore:datetime.datetime.utcfromtimestamp:DeprecationWarning")
-def test_runtime_makes_the_hosts_c_calls(monkeypatch: pytest.MonkeyPatch, runtime: DurableRuntime, books: list[RuleBook]) -> None:
+def test_runtime_makes_the_hosts_c_calls(
+    monkeypatch: pytest.MonkeyPatch, runtime: DurableRuntime, books: list[RuleBook]
+) -> None:
     """For every bundled and test rule set, fire() makes the C calls Host.assert_fact makes, with the same arguments and results."""
     ours = CallLog(runtime_module.durable_rules_engine)
     hosts = CallLog(durable_engine.durable_rules_engine)

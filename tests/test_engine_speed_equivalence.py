@@ -15,7 +15,6 @@ from dataclasses import replace
 
 import pytest
 
-from support.data import BUNDLED, DATA
 from liandong.document.model import EnumValue, InputSpec, InputType, Level, Pos, Rule, RuleSetDocument
 from liandong.engine import combine as combine_module
 from liandong.engine import descriptor, trace
@@ -27,16 +26,25 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import EngineFailure, FieldViolation, InvalidIncident
 from liandong.rulebook import RuleBook
 from liandong.suggest import closest
+from support.data import BUNDLED, DATA
+
 
 # -- the references ----------------------------------------------------------------------------------
-def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False) -> Determination:
+def reference_combine(
+    prepared: Prepared, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False
+) -> Determination:
     doc = prepared.doc
     fired_rules = [r for r in doc.rules if r.id in fired]
     ranks = prepared.ranks
     below_every_level = min(ranks.values(), default=0) - 1
-    level_rule = max((r for r in fired_rules if r.then.level is not None), key=lambda r: ranks[r.then.level or ""], default=None)
+    level_rule = max(
+        (r for r in fired_rules if r.then.level is not None), key=lambda r: ranks[r.then.level or ""], default=None
+    )
     decided: Level | None = next((lv for lv in doc.levels if level_rule and lv.code == level_rule.then.level), None)
-    sources = [(ranks[r.then.level] if r.then.level is not None else below_every_level, i, r.then) for i, r in enumerate(fired_rules)]
+    sources = [
+        (ranks[r.then.level] if r.then.level is not None else below_every_level, i, r.then)
+        for i, r in enumerate(fired_rules)
+    ]
     if decided is not None and decided.then is not None:
         sources.append((decided.rank, len(fired_rules), decided.then))
     sources.sort(key=lambda s: (-s[0], s[1]))
@@ -66,35 +74,64 @@ def reference_combine(prepared: Prepared, incident: Incident, facts: Mapping[str
     unmatched: tuple[MatchedRule, ...] = ()
     if explain:
         unmatched = tuple(matched(r) for r in doc.rules if r.id not in fired)
-        disagree = [m.id for m in matched_rules + unmatched if m.conditions is not None and m.conditions.holds != (m.id in fired)]
+        disagree = [
+            m.id
+            for m in matched_rules + unmatched
+            if m.conditions is not None and m.conditions.holds != (m.id in fired)
+        ]
         if disagree:
-            raise EngineFailure(f"durable-rules and the explanation disagree on rules {', '.join(disagree)} of '{doc.ruleset}' {doc.version}", ruleset=doc.ruleset, rule_id=disagree[0])
+            raise EngineFailure(
+                f"durable-rules and the explanation disagree on rules {', '.join(disagree)} of '{doc.ruleset}' {doc.version}",
+                ruleset=doc.ruleset,
+                rule_id=disagree[0],
+            )
     return Determination(
-        ruleset=doc.ruleset, version=doc.version, content_hash=doc.content_hash, incident_id=incident.id, incident_type=incident.type,
-        applies=bool(fired_rules), level=prepared.levels[decided.code] if decided is not None else None, command_tier=tier,
-        commanders=tuple(CommanderResult(c.role, c.who) for c in commanders), lead=by_id[lead_id] if lead_id is not None else None,
-        units=tuple(by_id[u] for u in participants), groups=tuple(prepared.groups[g.id] for g in groups),
+        ruleset=doc.ruleset,
+        version=doc.version,
+        content_hash=doc.content_hash,
+        incident_id=incident.id,
+        incident_type=incident.type,
+        applies=bool(fired_rules),
+        level=prepared.levels[decided.code] if decided is not None else None,
+        command_tier=tier,
+        commanders=tuple(CommanderResult(c.role, c.who) for c in commanders),
+        lead=by_id[lead_id] if lead_id is not None else None,
+        units=tuple(by_id[u] for u in participants),
+        groups=tuple(prepared.groups[g.id] for g in groups),
         obligations=tuple(
-            replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants)) if o.by_participants
-            else replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants if by_id[w].member)) if o.by_members
+            replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants))
+            if o.by_participants
+            else replace(prepared.obligations[o.id], who=tuple(by_id[w] for w in participants if by_id[w].member))
+            if o.by_members
             else prepared.obligations[o.id]
             for o in obligations
         ),
-        matched_rules=matched_rules, facts=dict(facts), unmatched_rules=unmatched,
-        assumed=tuple(AssumedInput(i.name, i.default, i.meaning) for i in doc.inputs if i.default is not None and incident.facts.get(i.name) is None),
+        matched_rules=matched_rules,
+        facts=dict(facts),
+        unmatched_rules=unmatched,
+        assumed=tuple(
+            AssumedInput(i.name, i.default, i.meaning)
+            for i in doc.inputs
+            if i.default is not None and incident.facts.get(i.name) is None
+        ),
     )
 
 
 def reference_normalize(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, object]:
     violations: list[FieldViolation] = []
     if len(facts) > descriptor.MAX_FACTS:
-        raise InvalidIncident(doc.ruleset, [FieldViolation("facts", f"{len(facts)} facts; the limit is {descriptor.MAX_FACTS}", "too_many")])
+        raise InvalidIncident(
+            doc.ruleset,
+            [FieldViolation("facts", f"{len(facts)} facts; the limit is {descriptor.MAX_FACTS}", "too_many")],
+        )
     names = [spec.name for spec in doc.inputs]
     for key in facts:
         if doc.input(key) is None:
             hint = closest(str(key), names)
             extra = f"; did you mean '{hint}'?" if hint else ""
-            violations.append(FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field"))
+            violations.append(
+                FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field")
+            )
     out: dict[str, object] = {}
     for spec in doc.inputs:
         if spec.name in facts and facts[spec.name] is not None:
@@ -146,8 +183,34 @@ def documents(books: list[RuleBook]) -> list[RuleSetDocument]:
 
 
 ODD_VALUES: list[object] = [
-    None, True, False, 0, 1, -7, 3.0, 3.5, -0.0, 1e-05, 1e16, 1.5e300, 2.5e-300, math.nan, math.inf, -math.inf, 10**20,
-    "", "正常", "决口", "normal", "danger", "x" * 21, 'quote " and \\ back', "tab\tnew\nline \x00 \u2028", [1], {"a": 1}, descriptor.NO_VALUE,
+    None,
+    True,
+    False,
+    0,
+    1,
+    -7,
+    3.0,
+    3.5,
+    -0.0,
+    1e-05,
+    1e16,
+    1.5e300,
+    2.5e-300,
+    math.nan,
+    math.inf,
+    -math.inf,
+    10**20,
+    "",
+    "正常",
+    "决口",
+    "normal",
+    "danger",
+    "x" * 21,
+    'quote " and \\ back',
+    "tab\tnew\nline \x00 \u2028",
+    [1],
+    {"a": 1},
+    descriptor.NO_VALUE,
 ]
 
 
@@ -187,14 +250,22 @@ def test_normalize_and_presence_flags_match_the_reference(books: list[RuleBook])
             facts = random_facts(rng, doc)
             got, want = outcome(descriptor.normalize, doc, facts), outcome(reference_normalize, doc, facts)
             assert repr(got) == repr(want), facts
-            assert descriptor.presence_flags(doc, facts) == {descriptor.PRESENT_PREFIX + s.name: s.name in facts for s in doc.inputs if s.optional}
+            assert descriptor.presence_flags(doc, facts) == {
+                descriptor.PRESENT_PREFIX + s.name: s.name in facts for s in doc.inputs if s.optional
+            }
         too_many = {f"f{i}": i for i in range(descriptor.MAX_FACTS + 1)}
         assert repr(outcome(descriptor.normalize, doc, too_many)) == repr(outcome(reference_normalize, doc, too_many))
 
 
 def test_enum_lookup_matches_enum_id_when_a_label_is_another_id() -> None:
     """An id or label that two values share goes to the first value, as InputSpec.enum_id says."""
-    spec = InputSpec("status", InputType.ENUM, "状况", Pos("x.yaml", 1, 1), values=(EnumValue("a", "b"), EnumValue("b", "a"), EnumValue("c", "正常")))
+    spec = InputSpec(
+        "status",
+        InputType.ENUM,
+        "状况",
+        Pos("x.yaml", 1, 1),
+        values=(EnumValue("a", "b"), EnumValue("b", "a"), EnumValue("c", "正常")),
+    )
     table = descriptor._enum_ids(spec)
     for word in ("a", "b", "c", "正常", "d"):
         assert table.get(word) == spec.enum_id(word)
@@ -207,7 +278,9 @@ def test_compiled_rule_sets_carry_their_input_table(books: list[RuleBook]) -> No
             for compiled in book.versions(name):
                 doc = compiled.document
                 assert compiled.inputs.names == frozenset(s.name for s in doc.inputs)
-                assert [flag for flag, _ in compiled.inputs.presence] == [descriptor.PRESENT_PREFIX + s.name for s in doc.inputs if s.optional]
+                assert [flag for flag, _ in compiled.inputs.presence] == [
+                    descriptor.PRESENT_PREFIX + s.name for s in doc.inputs if s.optional
+                ]
 
 
 def test_combine_matches_the_reference_and_shares_results(books: list[RuleBook]) -> None:
@@ -276,7 +349,15 @@ def test_fact_json_matches_the_reference() -> None:
     """Byte for byte, for flat facts of every kind of value, and for what takes the general path."""
     rng = random.Random(4)
     cases: list[dict[object, object]] = [dict(flat_facts(rng)) for _ in range(5000)]
-    cases += [{}, {"a": [1e-05, {"b": 1e16}]}, {1: 1e-05, "x": 2}, {1: 2}, {None: 1}, {"a": descriptor.NO_VALUE}, {"a": True, "b": 1e-05}]
+    cases += [
+        {},
+        {"a": [1e-05, {"b": 1e16}]},
+        {1: 1e-05, "x": 2},
+        {1: 2},
+        {None: 1},
+        {"a": descriptor.NO_VALUE},
+        {"a": True, "b": 1e-05},
+    ]
     for fact in cases:
         assert outcome(runtime_module.fact_json, fact) == outcome(reference_fact_json, fact), fact
     for _ in range(3000):
@@ -284,13 +365,19 @@ def test_fact_json_matches_the_reference() -> None:
         if rng.random() < 0.2:
             fact["sid"] = rng.choice(["x", 5, None])
         sid = str(rng.randint(1, 10**9))
-        assert runtime_module._session_fact_json(fact, sid) == reference_fact_json({**fact, ANCHOR_FIELD: True, "sid": sid})
+        assert runtime_module._session_fact_json(fact, sid) == reference_fact_json(
+            {**fact, ANCHOR_FIELD: True, "sid": sid}
+        )
 
 
 def test_session_state_text_matches_the_json_round_trip() -> None:
     """The state written back after each action is what json.loads then json.dumps would write."""
     for sid in ("1", "42", "1234567890"):
-        for state in (f'{{ "sid":"{sid}", "id":"sid-{sid}", "$s":1}}', f'{{"sid":"{sid}","id":"sid-{sid}","$s":1}}', f'{{ "sid":"{sid}", "id":"sid-{sid}", "$s":1, "x":"正"}}'):
+        for state in (
+            f'{{ "sid":"{sid}", "id":"sid-{sid}", "$s":1}}',
+            f'{{"sid":"{sid}","id":"sid-{sid}","$s":1}}',
+            f'{{ "sid":"{sid}", "id":"sid-{sid}", "$s":1, "x":"正"}}',
+        ):
             assert runtime_module._state_json(state, sid) == json.dumps(json.loads(state), ensure_ascii=False)
 
 
@@ -302,7 +389,9 @@ def test_incident_types_is_a_copy(books: list[RuleBook]) -> None:
     assert book.incident_types() and book.select(Incident(type="fire")).document.ruleset == "fire-linkage"
 
 
-def test_runtime_c_calls_are_unchanged(monkeypatch: pytest.MonkeyPatch, runtime: DurableRuntime, books: list[RuleBook]) -> None:
+def test_runtime_c_calls_are_unchanged(
+    monkeypatch: pytest.MonkeyPatch, runtime: DurableRuntime, books: list[RuleBook]
+) -> None:
     """fire() makes durable-rules' C calls with the texts the Host's own JSON round trips write."""
     calls: list[tuple[str, tuple[object, ...]]] = []
     real = runtime_module.durable_rules_engine
@@ -318,17 +407,25 @@ def test_runtime_c_calls_are_unchanged(monkeypatch: pytest.MonkeyPatch, runtime:
     monkeypatch.setattr(runtime_module, "durable_rules_engine", Recorder())
     book = books[0]
     compiled = book.active("flood-control")
-    facts = descriptor.normalize(compiled.document, {"water_level_m": 1e-07, "warning_level_m": -1e20, "dike_status": "决口"})
+    facts = descriptor.normalize(
+        compiled.document, {"water_level_m": 1e-07, "warning_level_m": -1e20, "dike_status": "决口"}
+    )
     fact = {**facts, **descriptor.presence_flags(compiled.document, facts)}
     fired = runtime.fire(compiled.name, fact)
     assert fired
     names = [n for n, _ in calls]
-    assert names == ["assert_fact", "start_action_for_state"] + ["update_state", "complete_and_start_action"] * (len(fired) + 1)
+    assert names == ["assert_fact", "start_action_for_state"] + ["update_state", "complete_and_start_action"] * (
+        len(fired) + 1
+    )
     text = calls[0][1][1]
     assert isinstance(text, str)
     sid = json.loads(text)["sid"]
     assert text == reference_fact_json({**fact, ANCHOR_FIELD: True, "sid": sid})
-    assert all(args[1] == json.dumps({"sid": sid, "id": f"sid-{sid}", "$s": 1}, ensure_ascii=False) for n, args in calls if n == "update_state")
+    assert all(
+        args[1] == json.dumps({"sid": sid, "id": f"sid-{sid}", "$s": 1}, ensure_ascii=False)
+        for n, args in calls
+        if n == "update_state"
+    )
 
 
 def checked_facts(doc: RuleSetDocument, facts: Mapping[str, object]) -> dict[str, object]:

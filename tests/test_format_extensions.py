@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from liandong.client import determination_from_proto
 from liandong.document.load import parse_document
 from liandong.document.model import Citation, RuleSetDocument, Timing
 from liandong.engine.result import Determination, Incident
@@ -11,7 +12,6 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.render import to_json, to_text
 from liandong.rulebook import RuleBook
 from liandong.server.answers import AnswerCodec
-from liandong.client import determination_from_proto
 from liandong.server.convert import ruleset_to_proto
 from liandong.v1 import liandong_pb2 as pb
 
@@ -87,7 +87,10 @@ def test_answers_carry_every_citation(det: Determination) -> None:
     assert [str(c) for c in police.citations] == ["测试预案 第三条", "公安预案 二"]
     assert [c.clause for c in det.groups[0].citations] == ["第五条", "第六条"]
     promptly = next(o for o in det.obligations if o.id == "act_promptly")
-    assert [c.clause for c in promptly.citations] == ["第四条(二)3", "第八条"] and promptly.citation.clause == "第四条(二)3"
+    assert [c.clause for c in promptly.citations] == [
+        "第四条(二)3",
+        "第八条",
+    ] and promptly.citation.clause == "第四条(二)3"
 
 
 def test_three_kinds_of_timing_stay_distinct(det: Determination) -> None:
@@ -115,13 +118,21 @@ def test_proto_answer_carries_citations_timing_and_membership(book: RuleBook, de
     assert wire == codec.message(det, "d1", False).SerializeToString()
     msg = pb.Determination.FromString(wire)
     by_id = {o.id: o for o in msg.obligations}
-    assert by_id["report_at_once"].timing == pb.Obligation.TIMING_AT_ONCE and by_id["report_at_once"].HasField("within") and by_id["report_at_once"].within.seconds == 0
-    assert by_id["act_promptly"].timing == pb.Obligation.TIMING_PROMPTLY and not by_id["act_promptly"].HasField("within")
+    assert (
+        by_id["report_at_once"].timing == pb.Obligation.TIMING_AT_ONCE
+        and by_id["report_at_once"].HasField("within")
+        and by_id["report_at_once"].within.seconds == 0
+    )
+    assert by_id["act_promptly"].timing == pb.Obligation.TIMING_PROMPTLY and not by_id["act_promptly"].HasField(
+        "within"
+    )
     assert by_id["reply_20m"].timing == pb.Obligation.TIMING_WITHIN and by_id["reply_20m"].within.seconds == 1200
     assert by_id["no_time"].timing == pb.Obligation.TIMING_UNSPECIFIED and not by_id["no_time"].HasField("within")
     assert [c.clause for c in by_id["act_promptly"].citations] == ["第四条(二)3", "第八条"]
     assert [w.id for w in by_id["members_duty"].who] == ["police", "health"]
-    assert [c.clause for c in msg.matched_rules[0].citations] == ["第七条", "一般"] and msg.matched_rules[0].citation.clause == "第七条"
+    assert [c.clause for c in msg.matched_rules[0].citations] == ["第七条", "一般"] and msg.matched_rules[
+        0
+    ].citation.clause == "第七条"
     assert [c.clause for c in msg.level.citations] == ["第一条", "第二条"]
     assert [c.clause for c in msg.groups[0].citations] == ["第五条", "第六条"]
     assert [(u.id, u.member) for u in msg.participating_units] == [("hq", False), ("police", True), ("health", True)]
@@ -135,14 +146,26 @@ def test_get_ruleset_lists_every_citation_and_membership(book: RuleBook) -> None
     rs = ruleset_to_proto(book.active("extensions"), [], True)
     assert [c.clause for c in rs.rules[0].citations] == ["第七条", "一般"]
     assert [c.clause for c in rs.levels[0].citations] == ["第一条", "第二条"]
-    assert [(u.id, u.member, len(u.citations)) for u in rs.units] == [("hq", False, 1), ("police", True, 2), ("health", True, 1)]
+    assert [(u.id, u.member, len(u.citations)) for u in rs.units] == [
+        ("hq", False, 1),
+        ("police", True, 2),
+        ("health", True, 1),
+    ]
     assert [c.clause for c in rs.groups[0].citations] == ["第五条", "第六条"]
 
 
 def test_text_shows_each_timing_and_every_clause(det: Determination) -> None:
     """The CLI text says 立即/at once, 及时/promptly (no time) or the limit, nothing for no time, and lists every clause."""
     lines = to_text(det).splitlines()
-    line = {o: next(x for x in lines if text in x) for o, text in (("at_once", "立即报告"), ("promptly", "及时处置"), ("limit", "20分钟内答复"), ("none", "做好保障"))}
+    line = {
+        o: next(x for x in lines if text in x)
+        for o, text in (
+            ("at_once", "立即报告"),
+            ("promptly", "及时处置"),
+            ("limit", "20分钟内答复"),
+            ("none", "做好保障"),
+        )
+    }
     assert "立即/at once" in line["at_once"]
     assert "及时/promptly (no time)" in line["promptly"] and "within" not in line["promptly"]
     assert "within 20m" in line["limit"]

@@ -100,7 +100,24 @@ def test_exponent_thresholds_reach_durable_rules_as_numbers(book: RuleBook) -> N
 
 def test_definition_json_is_json_dumps_without_exponent_only_numbers() -> None:
     """A definition without such floats is written exactly as json.dumps writes it."""
-    definition = {"r": {"all": [{"m": {"$and": [{"$gte": {"x": 0.5}}, {"kind": "决口"}, {"$lt": {"y": {"$m": "z"}}}, {"flag": True}, {"n": None}, {"i": 3}]}}]}}
+    definition = {
+        "r": {
+            "all": [
+                {
+                    "m": {
+                        "$and": [
+                            {"$gte": {"x": 0.5}},
+                            {"kind": "决口"},
+                            {"$lt": {"y": {"$m": "z"}}},
+                            {"flag": True},
+                            {"n": None},
+                            {"i": 3},
+                        ]
+                    }
+                }
+            ]
+        }
+    }
     assert definition_json(definition) == json.dumps(definition, ensure_ascii=False)
 
 
@@ -114,7 +131,10 @@ def rules_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 BREACH = {"water_level_m": 31.0, "warning_level_m": 33.0, "guaranteed_level_m": 31.5}
-BREACH_FIELDS = [("incident.facts.warning_level_m", "check_failed"), ("incident.facts.guaranteed_level_m", "check_failed")]
+BREACH_FIELDS = [
+    ("incident.facts.warning_level_m", "check_failed"),
+    ("incident.facts.guaranteed_level_m", "check_failed"),
+]
 
 
 def test_service_refuses_a_breach_with_a_violation_on_each_input(stub: pb_grpc.ResponseServiceStub) -> None:
@@ -144,10 +164,14 @@ def test_service_refuses_an_empty_report_on_the_facts_field(stub: pb_grpc.Respon
     assert [(v.field, v.reason) for v in raised.value.violations] == [("", "empty_report")]
 
 
-def test_service_answers_list_assumed_inputs_byte_identically(stub: pb_grpc.ResponseServiceStub, book: RuleBook) -> None:
+def test_service_answers_list_assumed_inputs_byte_identically(
+    stub: pb_grpc.ResponseServiceStub, book: RuleBook
+) -> None:
     """Plain and explain answers carry `assumed` (input, value, meaning), and the joined bytes equal SerializeToString of the message."""
     plain = stub.Determine(request("gauge", {"water_level_m": 31.0, "dike_status": "险情"}), timeout=10)
-    explained = stub.Determine(request("gauge", {"water_level_m": 31.0, "dike_status": "险情"}, explain=True), timeout=10)
+    explained = stub.Determine(
+        request("gauge", {"water_level_m": 31.0, "dike_status": "险情"}, explain=True), timeout=10
+    )
     want = [
         {"input": "warning_level_m", "value": 30.0, "meaning": "警戒水位"},
         {"input": "guaranteed_level_m", "value": 32.0, "meaning": "保证水位"},
@@ -155,23 +179,45 @@ def test_service_answers_list_assumed_inputs_byte_identically(stub: pb_grpc.Resp
     ]
     for msg in (plain, explained):
         assert [MessageToDict(a) for a in msg.assumed] == want
-    assert determination_from_proto(plain).assumed == (AssumedInput("warning_level_m", 30.0, "警戒水位"), AssumedInput("guaranteed_level_m", 32.0, "保证水位"), AssumedInput("seepage_m3s", 0.0, "渗漏量"))
+    assert determination_from_proto(plain).assumed == (
+        AssumedInput("warning_level_m", 30.0, "警戒水位"),
+        AssumedInput("guaranteed_level_m", 32.0, "保证水位"),
+        AssumedInput("seepage_m3s", 0.0, "渗漏量"),
+    )
     codec = AnswerCodec(book.active("gauges"))
-    for facts in ({"water_level_m": 31.0}, {"seepage_m3s": 1.0}, {"dike_status": "险情", "warning_level_m": 1, "guaranteed_level_m": 2, "seepage_m3s": 0}):
+    for facts in (
+        {"water_level_m": 31.0},
+        {"seepage_m3s": 1.0},
+        {"dike_status": "险情", "warning_level_m": 1, "guaranteed_level_m": 2, "seepage_m3s": 0},
+    ):
         det = book.determine(Incident(type="gauge", facts=facts, id="x"))
         assert codec.wire(det, "d") == codec.message(det, "d", False).SerializeToString()
         assert len(pb.Determination.FromString(codec.wire(det, "d")).assumed) == len(det.assumed)
 
 
-def test_cli_determine_shows_assumed_inputs_and_json_has_them(server: Service, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_determine_shows_assumed_inputs_and_json_has_them(
+    server: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`liandong determine` prints the assumed inputs with their values; --json carries them too."""
     assert main(["determine", "--target", target(server), "--type", "gauge", "--fact", "water_level_m=31"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "assumed    (not sent: the rule set's defaults were used)" in out
-    assert "  - warning_level_m = 30 (警戒水位)" in out and "  - dike_status = normal (堤防状况)" in out and "water_level_m =" not in out.split("assumed")[1]
-    assert main(["determine", "--target", target(server), "--type", "gauge", "--fact", "water_level_m=31", "--json"]) == EXIT_OK
+    assert (
+        "  - warning_level_m = 30 (警戒水位)" in out
+        and "  - dike_status = normal (堤防状况)" in out
+        and "water_level_m =" not in out.split("assumed")[1]
+    )
+    assert (
+        main(["determine", "--target", target(server), "--type", "gauge", "--fact", "water_level_m=31", "--json"])
+        == EXIT_OK
+    )
     answer = json.loads(capsys.readouterr().out)
-    assert [a["input"] for a in answer["assumed"]] == ["warning_level_m", "guaranteed_level_m", "dike_status", "seepage_m3s"]
+    assert [a["input"] for a in answer["assumed"]] == [
+        "warning_level_m",
+        "guaranteed_level_m",
+        "dike_status",
+        "seepage_m3s",
+    ]
 
 
 def test_cli_determine_refuses_an_empty_report(server: Service, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,7 +232,10 @@ def test_rules_explain_shows_assumed_inputs(capsys: pytest.CaptureFixture[str]) 
     assert main(["rules", "explain", "gauges", "--rules-dir", str(GAUGES), "--fact", "water_level_m=31"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "  - dike_status = normal (堤防状况)" in out and "  - warning_level_m = 30 (警戒水位)" in out
-    assert main(["rules", "explain", "gauges", "--rules-dir", str(GAUGES), "--fact", "water_level_m=31", "--json"]) == EXIT_OK
+    assert (
+        main(["rules", "explain", "gauges", "--rules-dir", str(GAUGES), "--fact", "water_level_m=31", "--json"])
+        == EXIT_OK
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["assumed"][2] == {"input": "dike_status", "value": "normal", "meaning": "堤防状况"}
 
@@ -197,7 +246,13 @@ def test_fixtures_compare_assumed_inputs(tmp_path: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().out.strip().endswith("4 passed, 0 failed")
     shutil.copytree(GAUGES, tmp_path / "rules")
     fixtures = tmp_path / "rules" / "gauges" / "1.fixtures.yaml"
-    fixtures.write_text(fixtures.read_text(encoding="utf-8").replace("assumed: [warning_level_m, guaranteed_level_m, dike_status, seepage_m3s]", "assumed: [warning_level_m, guaranteed_level_m, dike_status]"), encoding="utf-8")
+    fixtures.write_text(
+        fixtures.read_text(encoding="utf-8").replace(
+            "assumed: [warning_level_m, guaranteed_level_m, dike_status, seepage_m3s]",
+            "assumed: [warning_level_m, guaranteed_level_m, dike_status]",
+        ),
+        encoding="utf-8",
+    )
     assert main(["rules", "test", str(tmp_path / "rules")]) != EXIT_OK
     assert "assumed: unexpected ['seepage_m3s']" in capsys.readouterr().out
 
@@ -205,8 +260,14 @@ def test_fixtures_compare_assumed_inputs(tmp_path: Path, capsys: pytest.CaptureF
 def test_get_ruleset_describes_checks_and_the_empty_report_rule(stub: pb_grpc.ResponseServiceStub) -> None:
     """GetRuleSet lists each check with its message, the inputs it reads and its citations, and says whether an empty report is answered."""
     rs = stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="gauges"), timeout=10)
-    assert [(c.id, list(c.inputs)) for c in rs.checks] == [("warning-below-guaranteed", ["warning_level_m", "guaranteed_level_m"]), ("level-below-1000", ["water_level_m", "reservoir_size"])]
-    assert rs.checks[0].message == "警戒水位应低于保证水位" and [c.clause for c in rs.checks[0].citations] == ["第三条", "二"]
+    assert [(c.id, list(c.inputs)) for c in rs.checks] == [
+        ("warning-below-guaranteed", ["warning_level_m", "guaranteed_level_m"]),
+        ("level-below-1000", ["water_level_m", "reservoir_size"]),
+    ]
+    assert rs.checks[0].message == "警戒水位应低于保证水位" and [c.clause for c in rs.checks[0].citations] == [
+        "第三条",
+        "二",
+    ]
     assert rs.checks[1].citations == [] and rs.empty_report_meaningful is False
 
 
@@ -214,7 +275,14 @@ def test_decision_log_names_the_assumed_inputs(stub: pb_grpc.ResponseServiceStub
     """The decision log line lists the inputs the answer assumed, and has no such key when it assumed none."""
     with structlog.testing.capture_logs() as logs:
         stub.Determine(request("gauge", {"water_level_m": 31.0, "seepage_m3s": 0}, incident_id="log-1"), timeout=10)
-        stub.Determine(request("gauge", {"warning_level_m": 30, "guaranteed_level_m": 32, "dike_status": "normal", "seepage_m3s": 0}, incident_id="log-2"), timeout=10)
+        stub.Determine(
+            request(
+                "gauge",
+                {"warning_level_m": 30, "guaranteed_level_m": 32, "dike_status": "normal", "seepage_m3s": 0},
+                incident_id="log-2",
+            ),
+            timeout=10,
+        )
     lines = {e["incident_id"]: e for e in logs if e["event"] == "decision"}
     assert lines["log-1"]["assumed"] == ["warning_level_m", "guaranteed_level_m", "dike_status"]
     assert "assumed" not in lines["log-2"]

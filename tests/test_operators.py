@@ -7,11 +7,11 @@ import json
 import pytest
 import yaml
 
-from support.data import load_cases
 from liandong.document.load import parse_document
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
 from liandong.rulebook import RuleBook
+from support.data import load_cases
 
 TEMPLATE = """
 ruleset: ops

@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from support.data import ROOT
 from liandong.document.load import load_tree
 from liandong.document.model import Obligation, Timing
 from liandong.engine.result import Determination, Incident
 from liandong.engine.runtime import DurableRuntime
 from liandong.rulebook import RuleBook
+from support.data import ROOT
 
 RULES = ROOT / "rules"
 AT_ONCE_WORDS = ("立即", "第一时间", "零时间", "即发即报")
@@ -48,7 +48,7 @@ def test_every_obligation_is_timed_by_its_own_words(ruleset: str, obligation: Ob
 def test_the_word_rule_tells_the_four_kinds_apart() -> None:
     """The reading the documents are held to distinguishes at once, a limit, promptly and no time."""
     assert timing_the_words_give("应在第一时间赶赴现场") == (Timing.AT_ONCE, 0)
-    assert timing_the_words_give("重大突发性事件要确保\"零时间\"电话报告") == (Timing.AT_ONCE, 0)
+    assert timing_the_words_give('重大突发性事件要确保"零时间"电话报告') == (Timing.AT_ONCE, 0)
     assert timing_the_words_give("在20分钟内答复对方") == (Timing.WITHIN, 1200)
     assert timing_the_words_give("1小时内上报文字信息") == (Timing.WITHIN, 3600)
     assert timing_the_words_give("组织本部门联动力量迅速出动") == (Timing.PROMPTLY, None)
@@ -97,13 +97,21 @@ def test_township_village_duties_are_timed_as_the_plan_words_them(book: RuleBook
     assert _obligation(det, "handle_per_plans")[:2] == (Timing.NONE, None)
 
 
-@pytest.mark.parametrize(("facts", "code"), [({"flood_magnitude": "major"}, "II"), ({"flood_magnitude": "extraordinary"}, "I")])
-def test_flood_reporting_limits_cite_the_clause_that_sets_them(book: RuleBook, facts: dict[str, object], code: str) -> None:
+@pytest.mark.parametrize(
+    ("facts", "code"), [({"flood_magnitude": "major"}, "II"), ({"flood_magnitude": "extraordinary"}, "I")]
+)
+def test_flood_reporting_limits_cite_the_clause_that_sets_them(
+    book: RuleBook, facts: dict[str, object], code: str
+) -> None:
     """Ⅱ and Ⅰ answer with 篇7 三(二)三, where 「零时间」 and 「1小时内」 are written, among their level's clauses, and with 一(一)三、三(一)一 nowhere."""
     det = book.determine(Incident(type="flood", facts=facts))
     assert det.level is not None and det.level.code == code
     clauses = [c.clause for c in det.level.citations]
     assert any(c.startswith("篇7 三(二)三 ") for c in clauses), clauses
     assert not any("三(一)一" in c for c in clauses), clauses
-    reporting = {o.id: [c.clause for c in o.citations] for o in det.obligations if o.id in ("report_phone_zero_time", "report_written_1h")}
+    reporting = {
+        o.id: [c.clause for c in o.citations]
+        for o in det.obligations
+        if o.id in ("report_phone_zero_time", "report_written_1h")
+    }
     assert reporting == {"report_phone_zero_time": ["篇7 三(二)三"], "report_written_1h": ["篇7 三(二)三"]}

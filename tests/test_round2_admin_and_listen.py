@@ -10,8 +10,8 @@ import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from liandong.engine.runtime import DurableRuntime
-from liandong.server import config
 from liandong.server import admin as admin_service
+from liandong.server import config
 from liandong.v1 import admin_pb2 as apb
 from liandong.v1 import admin_pb2_grpc as apb_grpc
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
@@ -47,7 +47,11 @@ def test_refused_admin_calls_are_all_counted_and_few_are_logged(tmp_path: Path, 
     copy_demo(tmp_path)
     registry = CollectorRegistry()
     wrong = "wrong-token-" + "z" * 20
-    with running(tmp_path, runtime, registry, metrics_listen="", admin_token=ADMIN_TOKEN) as svc, channel(target(svc)) as ch, structlog.testing.capture_logs() as logs:
+    with (
+        running(tmp_path, runtime, registry, metrics_listen="", admin_token=ADMIN_TOKEN) as svc,
+        channel(target(svc)) as ch,
+        structlog.testing.capture_logs() as logs,
+    ):
         admin = apb_grpc.RulesAdminServiceStub(ch)  # type: ignore[no-untyped-call]
         codes = []
         for n in range(45):
@@ -55,7 +59,9 @@ def test_refused_admin_calls_are_all_counted_and_few_are_logged(tmp_path: Path, 
             with pytest.raises(grpc.RpcError) as caught:
                 admin.GetReloadStatus(apb.GetReloadStatusRequest(), metadata=metadata, timeout=10)
             codes.append(caught.value.code())
-        assert admin.GetReloadStatus(apb.GetReloadStatusRequest(), metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),), timeout=10).ok
+        assert admin.GetReloadStatus(
+            apb.GetReloadStatusRequest(), metadata=(("authorization", f"Bearer {ADMIN_TOKEN}"),), timeout=10
+        ).ok
     assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 5 and codes.count(grpc.StatusCode.PERMISSION_DENIED) == 40
     assert sample(registry, "liandong_admin_denied_total", reason="wrong") == 40
     assert sample(registry, "liandong_admin_denied_total", reason="missing") == 5

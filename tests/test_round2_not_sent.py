@@ -7,7 +7,6 @@ where gRPC stops taking messages, is decided by the test, not by timing."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,7 +52,9 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def servicer(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -> tuple[ResponseServicer, CollectorRegistry]:
+def servicer(
+    tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime
+) -> tuple[ResponseServicer, CollectorRegistry]:
     rules = tmp_path_factory.mktemp("not-sent-rules")
     copy_demo(rules)
     registry = CollectorRegistry()
@@ -71,7 +72,9 @@ def _events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == name]
 
 
-def test_answers_evaluated_when_the_call_ends_mid_batch_are_marked_not_sent(servicer: tuple[ResponseServicer, CollectorRegistry]) -> None:
+def test_answers_evaluated_when_the_call_ends_mid_batch_are_marked_not_sent(
+    servicer: tuple[ResponseServicer, CollectorRegistry],
+) -> None:
     """When the call stops being active after two answers of a batch of three were evaluated, no message is sent and both decisions are marked not sent; the stream counts as CANCELLED."""
     svc, registry = servicer
     before = sample(registry, "liandong_rpc_requests_total", method="DetermineStream", code="CANCELLED")
@@ -85,7 +88,9 @@ def test_answers_evaluated_when_the_call_ends_mid_batch_are_marked_not_sent(serv
     assert sample(registry, "liandong_rpc_requests_total", method="DetermineStream", code="CANCELLED") == before + 1
 
 
-def test_a_message_grpc_took_but_never_came_back_after_is_marked_not_sent(servicer: tuple[ResponseServicer, CollectorRegistry]) -> None:
+def test_a_message_grpc_took_but_never_came_back_after_is_marked_not_sent(
+    servicer: tuple[ResponseServicer, CollectorRegistry],
+) -> None:
     """When gRPC closes the stream while a message is out (it took it and did not ask for the next), that message's decisions are marked; those of earlier messages are not."""
     svc, _ = servicer
     context = Context(lambda n: True)
@@ -99,7 +104,9 @@ def test_a_message_grpc_took_but_never_came_back_after_is_marked_not_sent(servic
     assert [e["decision_ids"] for e in _events(logs, "answers_not_confirmed_sent")] == [decided[2:]]
 
 
-def test_a_stream_that_ends_normally_marks_nothing_and_a_cancelled_one_marks_its_last_message(servicer: tuple[ResponseServicer, CollectorRegistry]) -> None:
+def test_a_stream_that_ends_normally_marks_nothing_and_a_cancelled_one_marks_its_last_message(
+    servicer: tuple[ResponseServicer, CollectorRegistry],
+) -> None:
     """A stream that ends with every message taken marks nothing if grpc reports no cancel, and marks its last message's decisions if grpc reports the caller cancelled."""
     svc, _ = servicer
     for cancelled in (False, True):

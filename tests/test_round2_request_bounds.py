@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,13 @@ def _request(case: dict[str, Any]) -> pb.DetermineRequest:
     facts: dict[str, object] = {"deaths": 1}
     if "fact_name_length" in r:
         facts["f" * int(r["fact_name_length"])] = 1
-    req = request(_text(r["type"]), facts, incident_id=_text(r.get("id", "")), ruleset=_text(r.get("ruleset", "")), version=_text(r.get("version", "")))
+    req = request(
+        _text(r["type"]),
+        facts,
+        incident_id=_text(r.get("id", "")),
+        ruleset=_text(r.get("ruleset", "")),
+        version=_text(r.get("version", "")),
+    )
     if "seconds" in r:
         req.incident.occurred_at.seconds = int(r["seconds"])
         req.incident.occurred_at.nanos = int(r.get("nanos", 0))
@@ -51,7 +56,12 @@ def _outcome(call: Any) -> tuple[str, list[str]]:
         call()
     except grpc.RpcError as exc:
         got = details(exc)
-        violations = [f"{f}: {reason}" if f in ("incident.id", "incident.type", "ruleset", "version", "incident.occurred_at") else reason for f, _, reason in got.violations]
+        violations = [
+            f"{f}: {reason}"
+            if f in ("incident.id", "incident.type", "ruleset", "version", "incident.occurred_at")
+            else reason
+            for f, _, reason in got.violations
+        ]
         return got.code.name, violations
     return "OK", []
 
@@ -75,7 +85,9 @@ def test_stream(stub: pb_grpc.ResponseServiceStub, case: dict[str, Any]) -> None
     got: list[pb.Determination] = []
 
     def call() -> None:
-        got.extend(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": 3}), _request(case)]), timeout=10)))
+        got.extend(
+            answers_of(stub.DetermineStream(batches([request("demo", {"deaths": 3}), _request(case)]), timeout=10))
+        )
 
     with structlog.testing.capture_logs() as logs:
         code, violations = _outcome(call)
@@ -87,6 +99,15 @@ def test_stream(stub: pb_grpc.ResponseServiceStub, case: dict[str, Any]) -> None
 def test_get_rule_set_names_are_bounded(stub: pb_grpc.ResponseServiceStub) -> None:
     """GetRuleSet refuses a rule set or version name over the bound with INVALID_ARGUMENT, and answers one at it with NOT_FOUND."""
     long_name = "r" * (bounds.MAX_NAME_CHARS + 1)
-    assert _outcome(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=long_name), timeout=10)) == ("INVALID_ARGUMENT", ["ruleset: too_long"])
-    assert _outcome(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version=long_name), timeout=10)) == ("INVALID_ARGUMENT", ["version: too_long"])
-    assert _outcome(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="r" * bounds.MAX_NAME_CHARS), timeout=10))[0] == "NOT_FOUND"
+    assert _outcome(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=long_name), timeout=10)) == (
+        "INVALID_ARGUMENT",
+        ["ruleset: too_long"],
+    )
+    assert _outcome(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version=long_name), timeout=10)) == (
+        "INVALID_ARGUMENT",
+        ["version: too_long"],
+    )
+    assert (
+        _outcome(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="r" * bounds.MAX_NAME_CHARS), timeout=10))[0]
+        == "NOT_FOUND"
+    )

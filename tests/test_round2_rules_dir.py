@@ -29,10 +29,30 @@ from support.servers import channel, make_config, running, target
 
 BOUND = 20.0  # seconds: every wait here is bounded
 DATES = [
-    pytest.param("effective_from: 2024-01-01", "effective_from: 2025-13-45", "8:17", "month must be in 1..12", id="month 13"),
-    pytest.param("effective_from: 2024-01-01", "effective_from: 2025-02-30", "8:17", "day is out of range for month", id="February 30"),
-    pytest.param("effective_from: 2024-01-01", "effective_from: 2024-01-01\neffective_until: 2025-02-30", "9:18", "day is out of range", id="effective_until"),
-    pytest.param("effective_from: 2024-01-01", "effective_from: 2024-01-01 25:00:00", "8:17", "hour must be in 0..23", id="hour 25"),
+    pytest.param(
+        "effective_from: 2024-01-01", "effective_from: 2025-13-45", "8:17", "month must be in 1..12", id="month 13"
+    ),
+    pytest.param(
+        "effective_from: 2024-01-01",
+        "effective_from: 2025-02-30",
+        "8:17",
+        "day is out of range for month",
+        id="February 30",
+    ),
+    pytest.param(
+        "effective_from: 2024-01-01",
+        "effective_from: 2024-01-01\neffective_until: 2025-02-30",
+        "9:18",
+        "day is out of range",
+        id="effective_until",
+    ),
+    pytest.param(
+        "effective_from: 2024-01-01",
+        "effective_from: 2024-01-01 25:00:00",
+        "8:17",
+        "hour must be in 0..23",
+        id="hour 25",
+    ),
 ]
 
 
@@ -50,7 +70,9 @@ def _located(problems: list[str], where: str, words: str) -> bool:
 
 # -- defect 2: impossible dates -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("old", "new", "where", "words"), DATES)
-def test_impossible_date_is_a_located_problem_when_loading(tmp_path: Path, old: str, new: str, where: str, words: str) -> None:
+def test_impossible_date_is_a_located_problem_when_loading(
+    tmp_path: Path, old: str, new: str, where: str, words: str
+) -> None:
     """Loading a document with an impossible date lists a problem at the date's line and column, not a bare ValueError."""
     copy_demo(tmp_path)
     _break(tmp_path, old, new)
@@ -65,10 +87,14 @@ def test_impossible_date_in_a_fixtures_file_is_located(tmp_path: Path, runtime: 
     fixtures = tmp_path / "demo" / "2024.1.fixtures.yaml"
     with running(tmp_path, runtime, metrics_listen="") as svc, structlog.testing.capture_logs() as logs:
         with fixtures.open("a", encoding="utf-8") as out:
-            out.write("  - note: impossible day\n    incident: {type: demo, occurred_at: 2025-02-30, facts: {deaths: 1}}\n    want: {level: IV}\n")
+            out.write(
+                "  - note: impossible day\n    incident: {type: demo, occurred_at: 2025-02-30, facts: {deaths: 1}}\n    want: {level: IV}\n"
+            )
         outcome = svc.state.reload("admin")
     assert not outcome.ok
-    assert any("2024.1.fixtures.yaml:" in e and "'2025-02-30' is not a valid date" in e for e in outcome.errors), outcome.errors
+    assert any("2024.1.fixtures.yaml:" in e and "'2025-02-30' is not a valid date" in e for e in outcome.errors), (
+        outcome.errors
+    )
     assert not [e for e in logs if e["event"] == "rules_reload_crashed"]
 
 
@@ -86,7 +112,12 @@ def test_impossible_date_at_startup_reload_and_validate(tmp_path: Path, runtime:
     with pytest.raises(StartupError) as caught:
         svc.start()
     assert "2024.1.yaml:8:17: '2025-13-45' is not a valid date" in str(caught.value)
-    run = subprocess.run([sys.executable, "-m", "liandong.cli", "rules", "validate", str(rules)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "liandong.cli", "rules", "validate", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 1
     assert "2024.1.yaml:8:17: '2025-13-45' is not a valid date or time: month must be in 1..12" in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.splitlines()) <= 3, run.stderr
@@ -122,11 +153,15 @@ def test_huge_sparse_document_is_refused_without_reading_it(tmp_path: Path, no_w
         out.truncate(2 * 1024**3)
     with pytest.raises(RuleDocumentInvalid) as caught:
         load_tree(tmp_path)
-    assert [str(p) for p in caught.value.problems if "2024.2.yaml" in p.path] == [f"{huge}:1:1: document is {2 * 1024**3} bytes; the limit is {source.MAX_DOCUMENT_BYTES}"]
+    assert [str(p) for p in caught.value.problems if "2024.2.yaml" in p.path] == [
+        f"{huge}:1:1: document is {2 * 1024**3} bytes; the limit is {source.MAX_DOCUMENT_BYTES}"
+    ]
     assert sum(no_whole_reads) < 3 * source.MAX_DOCUMENT_BYTES  # only the demo's own files were read
 
 
-def test_a_document_that_grows_after_its_size_was_checked_is_read_only_to_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_whole_reads: list[int]) -> None:
+def test_a_document_that_grows_after_its_size_was_checked_is_read_only_to_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_whole_reads: list[int]
+) -> None:
     """A file whose size was small when checked but is large when read is read only to the limit plus one byte, then refused."""
     big = tmp_path / "big.yaml"
     big.write_bytes(b"# " + b"x" * (3 * source.MAX_DOCUMENT_BYTES))
@@ -134,7 +169,20 @@ def test_a_document_that_grows_after_its_size_was_checked_is_read_only_to_the_li
 
     def fstat(fd: int) -> os.stat_result:
         st = real_fstat(fd)
-        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 10, st.st_atime, st.st_mtime, st.st_ctime))
+        return os.stat_result(
+            (
+                st.st_mode,
+                st.st_ino,
+                st.st_dev,
+                st.st_nlink,
+                st.st_uid,
+                st.st_gid,
+                10,
+                st.st_atime,
+                st.st_mtime,
+                st.st_ctime,
+            )
+        )
 
     monkeypatch.setattr(os, "fstat", fstat)
     with pytest.raises(source.SourceError) as caught:
@@ -165,7 +213,9 @@ def _bounded(fn: Callable[[], object], fifo: Path) -> object:
 
 
 @pytest.mark.parametrize("name", ["2024.2.yaml", "2024.1.fixtures.yaml"])
-def test_fifo_is_refused_with_a_located_problem_without_blocking(tmp_path: Path, runtime: DurableRuntime, name: str) -> None:
+def test_fifo_is_refused_with_a_located_problem_without_blocking(
+    tmp_path: Path, runtime: DurableRuntime, name: str
+) -> None:
     """A FIFO named like a document or a fixtures file is refused by name at start-up, at once; the service does not hang NOT_SERVING."""
     rules = tmp_path / "rules"
     copy_demo(rules)
@@ -202,7 +252,12 @@ def test_hidden_directory_is_named_in_the_load_log_and_by_validate(tmp_path: Pat
         assert svc.state.book is not None and svc.state.book.rulesets() == ("demo",)
     skipped = [e for e in logs if e["event"] == "rules_not_loaded"]
     assert [(e["trigger"], e["paths"]) for e in skipped] == [("startup", [str(rules / ".staging")])]
-    run = subprocess.run([sys.executable, "-m", "liandong.cli", "rules", "validate", str(rules)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "liandong.cli", "rules", "validate", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0
     assert f"note: {rules / '.staging'} is not loaded" in run.stderr
 
@@ -281,5 +336,7 @@ def test_unchanged_directory_is_not_reloaded_and_a_changed_one_is(tmp_path: Path
         assert sample(registry, "liandong_reloads_total", outcome="success", trigger="signal") == 1
         assert svc.state.reload("admin").ok  # an admin reload is never skipped
         with channel(target(svc)) as ch:
-            assert pb_grpc.ResponseServiceStub(ch).Determine(request("demo", {"deaths": 3}), timeout=10).level.code == "III"  # type: ignore[no-untyped-call]
-
+            assert (
+                pb_grpc.ResponseServiceStub(ch).Determine(request("demo", {"deaths": 3}), timeout=10).level.code
+                == "III"
+            )  # type: ignore[no-untyped-call]

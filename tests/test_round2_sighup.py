@@ -20,7 +20,7 @@ BOUND = 30.0
 
 # Runs `liandong` with the first load held until a SIGHUP has been handled by the service's own
 # handler (wrapped to set an event), so the signal provably arrives while the service is loading.
-HELD_FIRST_LOAD = '''
+HELD_FIRST_LOAD = """
 import json, signal, sys, threading
 from liandong.server import reload as reload_module
 
@@ -49,7 +49,7 @@ def held_reload(self, trigger):
 reload_module.RulesState.reload = held_reload
 from liandong.cli import main
 sys.exit(main())
-'''
+"""
 
 
 class HeldServe(Serve):
@@ -62,7 +62,18 @@ class HeldServe(Serve):
         environ = {k: v for k, v in os.environ.items() if not k.startswith("LIANDONG_")}
         environ["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        argv = [sys.executable, str(script), "serve", "--listen", f"{LOOPBACK}:0", "--metrics-listen", "", "--log-format", "json", *args]
+        argv = [
+            sys.executable,
+            str(script),
+            "serve",
+            "--listen",
+            f"{LOOPBACK}:0",
+            "--metrics-listen",
+            "",
+            "--log-format",
+            "json",
+            *args,
+        ]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir, env=environ)
         self.port = 0
         self.metrics_port = 0
@@ -74,13 +85,18 @@ def test_sighup_during_the_first_load_is_handled_and_the_service_serves(tmp_path
     copy_demo(rules)
     proc = HeldServe(tmp_path, "--rules-dir", str(rules))
     try:
-        assert wait_until(lambda: proc.event("test_first_load_held") is not None or proc.proc.poll() is not None, BOUND), proc.log()
+        assert wait_until(
+            lambda: proc.event("test_first_load_held") is not None or proc.proc.poll() is not None, BOUND
+        ), proc.log()
         assert proc.handles(signal.SIGHUP), "the handler is installed before the first load"
         assert proc.event("rules_reloaded") is None  # the load is held: the signal lands during it
         proc.send_signal(signal.SIGHUP)
         proc.wait_serving(BOUND)
         assert proc.event("test_first_load_released") is not None
-        assert wait_until(lambda: proc.event("rules_reload_skipped", trigger="signal") is not None or proc.proc.poll() is not None, BOUND), proc.log()
+        assert wait_until(
+            lambda: proc.event("rules_reload_skipped", trigger="signal") is not None or proc.proc.poll() is not None,
+            BOUND,
+        ), proc.log()
         assert proc.proc.poll() is None, proc.log()
         with Client(proc.target, timeout=10) as client:
             assert client.determine("demo", {"deaths": 3}).level.code == "III"
@@ -98,7 +114,10 @@ def test_a_burst_of_sighups_with_nothing_changed_reloads_nothing(tmp_path: Path)
         proc.wait_handles(signal.SIGHUP)
         for _ in range(40):
             proc.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: proc.event("rules_reload_skipped", trigger="signal") is not None or proc.proc.poll() is not None, BOUND), proc.log()
+        assert wait_until(
+            lambda: proc.event("rules_reload_skipped", trigger="signal") is not None or proc.proc.poll() is not None,
+            BOUND,
+        ), proc.log()
         with Client(proc.target, timeout=10) as client:
             assert client.determine("demo", {"deaths": 3}).level.code == "III"
         proc.send_signal(signal.SIGTERM)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 import pytest
@@ -31,7 +30,9 @@ BOUND = 10.0
 
 
 @pytest.fixture(scope="module")
-def streams(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -> Iterator[tuple[CollectorRegistry, pb_grpc.ResponseServiceStub]]:
+def streams(
+    tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime
+) -> Iterator[tuple[CollectorRegistry, pb_grpc.ResponseServiceStub]]:
     rules = tmp_path_factory.mktemp("cancel-rules")
     copy_demo(rules)
     registry = CollectorRegistry()
@@ -40,17 +41,22 @@ def streams(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -
 
 
 def _counts(registry: CollectorRegistry) -> dict[str, float]:
-    return {c: sample(registry, "liandong_rpc_requests_total", method="DetermineStream", code=c) for c in ("OK", "CANCELLED", "DEADLINE_EXCEEDED")}
+    return {
+        c: sample(registry, "liandong_rpc_requests_total", method="DetermineStream", code=c)
+        for c in ("OK", "CANCELLED", "DEADLINE_EXCEEDED")
+    }
 
 
-def test_every_cancelled_stream_is_counted_cancelled(streams: tuple[CollectorRegistry, pb_grpc.ResponseServiceStub]) -> None:
+def test_every_cancelled_stream_is_counted_cancelled(
+    streams: tuple[CollectorRegistry, pb_grpc.ResponseServiceStub],
+) -> None:
     """Each of 40 streams cancelled by the caller while the server waits for its next request is counted once, CANCELLED, never OK."""
     registry, stub = streams
     before = _counts(registry)
     for done in range(1, ROUNDS + 1):
         hold = threading.Event()
 
-        def incidents() -> Iterator[pb.DetermineRequest]:
+        def incidents(hold: threading.Event = hold) -> Iterator[pb.DetermineRequest]:
             yield request("demo", {"deaths": 1})
             hold.wait(BOUND)  # never half-closes: the stream can only end by the cancel
 
@@ -58,21 +64,33 @@ def test_every_cancelled_stream_is_counted_cancelled(streams: tuple[CollectorReg
         try:
             assert next(answers_of(call)).level.code == "IV"
             call.cancel()
-            assert wait_until(lambda: sum(_counts(registry).values()) - sum(before.values()) >= done, BOUND), (done, _counts(registry))
+            assert wait_until(
+                lambda done=done: sum(_counts(registry).values()) - sum(before.values()) >= done, BOUND
+            ), (
+                done,
+                _counts(registry),
+            )
         finally:
             hold.set()
     after = _counts(registry)
     assert {c: after[c] - before[c] for c in after} == {"OK": 0, "CANCELLED": ROUNDS, "DEADLINE_EXCEEDED": 0}
 
 
-def test_every_stream_that_ends_normally_is_counted_ok(streams: tuple[CollectorRegistry, pb_grpc.ResponseServiceStub]) -> None:
+def test_every_stream_that_ends_normally_is_counted_ok(
+    streams: tuple[CollectorRegistry, pb_grpc.ResponseServiceStub],
+) -> None:
     """Each of 40 streams whose caller half-closes and reads every answer is counted once, OK."""
     registry, stub = streams
     before = _counts(registry)
     for done in range(1, ROUNDS + 1):
-        got = list(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in (1, 5)]), timeout=30)))
+        got = list(
+            answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in (1, 5)]), timeout=30))
+        )
         assert [a.level.code for a in got] == ["IV", "III"]
-        assert wait_until(lambda: _counts(registry)["OK"] - before["OK"] >= done, BOUND), (done, _counts(registry))
+        assert wait_until(lambda done=done: _counts(registry)["OK"] - before["OK"] >= done, BOUND), (
+            done,
+            _counts(registry),
+        )
     after = _counts(registry)
     assert {c: after[c] - before[c] for c in after} == {"OK": ROUNDS, "CANCELLED": 0, "DEADLINE_EXCEEDED": 0}
 

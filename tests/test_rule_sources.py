@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from support.data import ROOT
 from liandong.document.load import document_paths, load_document
 from liandong.document.model import Citation, RuleSetDocument, Then
+from support.data import ROOT
 
 RULES = ROOT / "rules"
 SOURCES = "sources"
@@ -79,7 +79,7 @@ def unresolved(excerpts: dict[str, Excerpt], citation: Citation) -> list[str]:
     head = heading(excerpt, citation.clause)
     if head is None:
         return [f"{citation.document}: no clause {citation.clause!r} in {excerpt.path.name}"]
-    quote = citation.clause[len(head):].strip()
+    quote = citation.clause[len(head) :].strip()
     missing = [piece for piece in quote.split(ELISION) if _flat(piece) not in _flat(excerpt.clauses[head])]
     if missing:
         return [f"{citation.document} {head}: {missing} is not in the clause's text in {excerpt.path.name}"]
@@ -135,7 +135,9 @@ def test_a_rule_cites_every_clause_its_obligations_come_from(path: Path) -> None
     doc = load_document(path)
     excerpts = excerpts_beside(path)
     obligations = {o.id: o for o in doc.obligations}
-    sources: list[tuple[str, object, Then]] = [(f"levels.{lv.code}", lv, lv.then) for lv in doc.levels if lv.then is not None]
+    sources: list[tuple[str, object, Then]] = [
+        (f"levels.{lv.code}", lv, lv.then) for lv in doc.levels if lv.then is not None
+    ]
     sources += [(f"rules.{r.id}", r, r.then) for r in doc.rules]
     problems = []
     for where, item, then in sources:
@@ -159,7 +161,11 @@ def test_the_plan_itself_is_quoted_where_the_document_says(path: Path) -> None:
 @pytest.mark.parametrize("path", DOCUMENT_PATHS, ids=[p.parent.name for p in DOCUMENT_PATHS])
 def test_nothing_points_outside_the_project(path: Path) -> None:
     """No bundled document, fixture file or excerpt mentions shared/ (the plan collection a user's clone does not have)."""
-    files = [path, path.with_name(path.name.replace(".yaml", ".fixtures.yaml")), *sorted((path.parent / SOURCES).glob("*"))]
+    files = [
+        path,
+        path.with_name(path.name.replace(".yaml", ".fixtures.yaml")),
+        *sorted((path.parent / SOURCES).glob("*")),
+    ]
     for file in files:
         if file.is_file():
             assert "shared/" not in file.read_text(encoding="utf-8"), f"{file} mentions shared/"
@@ -170,9 +176,15 @@ def test_a_citation_that_is_not_in_the_excerpt_does_not_resolve(tmp_path: Path) 
     text = "# 某预案\n\nSource: a note, not a clause.\n\n## 第一条\n\n第一条本方案自发文之日起执行。\n### 第一条(一)\n\n(一)各村应在第一时间赶赴现场。\n"
     excerpts = {"某预案": parse_excerpt(text, tmp_path / "plan.md")}
     assert unresolved(excerpts, Citation("某预案", "第一条")) == []
-    assert unresolved(excerpts, Citation("某预案", "第一条 自发文之日起……第一时间赶赴现场")) == []  # a heading's text holds its subclauses'
-    assert unresolved(excerpts, Citation("某预案", "第一条(一);第一条")) != []  # several clauses are a list, not one string
+    assert (
+        unresolved(excerpts, Citation("某预案", "第一条 自发文之日起……第一时间赶赴现场")) == []
+    )  # a heading's text holds its subclauses'
+    assert (
+        unresolved(excerpts, Citation("某预案", "第一条(一);第一条")) != []
+    )  # several clauses are a list, not one string
     assert unresolved(excerpts, Citation("某预案", "第二条")) == ["某预案: no clause '第二条' in plan.md"]
     assert unresolved(excerpts, Citation("某预案", "第一条(一) 立即赶赴现场")) != []
-    assert unresolved(excerpts, Citation("某预案", "第一条 a note")) != []  # the excerpt's own note is not the plan's text
+    assert (
+        unresolved(excerpts, Citation("某预案", "第一条 a note")) != []
+    )  # the excerpt's own note is not the plan's text
     assert unresolved(excerpts, Citation("他预案", "第一条")) == ["no excerpt quotes the document '他预案'"]

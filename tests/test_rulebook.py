@@ -8,18 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from support.data import DEMO_TEXT
 from liandong.document.load import load_tree
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import AmbiguousIncidentType, RuleDocumentInvalid, RuleSetNotFound, UnknownIncidentType
 from liandong.rulebook import RuleBook
+from support.data import DEMO_TEXT
 
 
-
-def write_version(root: Path, version: str, effective_from: str, *, ruleset: str = "demo", types: str = "[demo]", extra: str = "") -> Path:
-    text = DEMO_TEXT.replace('version: "2024.1"', f'version: "{version}"').replace("effective_from: 2024-01-01", f"effective_from: {effective_from}{extra}")
-    text = text.replace("ruleset: demo", f"ruleset: {ruleset}").replace("incident_types: [demo]", f"incident_types: {types}")
+def write_version(
+    root: Path, version: str, effective_from: str, *, ruleset: str = "demo", types: str = "[demo]", extra: str = ""
+) -> Path:
+    text = DEMO_TEXT.replace('version: "2024.1"', f'version: "{version}"').replace(
+        "effective_from: 2024-01-01", f"effective_from: {effective_from}{extra}"
+    )
+    text = text.replace("ruleset: demo", f"ruleset: {ruleset}").replace(
+        "incident_types: [demo]", f"incident_types: {types}"
+    )
     path = root / ruleset / f"{version}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -32,13 +37,17 @@ def two_versions(tmp_path: Path, runtime: DurableRuntime) -> RuleBook:
     # 2025.1 changes the hazmat rule's unit so the versions answer differently.
     path = write_version(tmp_path, "2025.1", "2025-01-01")
     path.write_text(path.read_text(encoding="utf-8").replace("units: [chem]", "units: [police]"), encoding="utf-8")
-    return RuleBook.load(tmp_path, runtime, clock=lambda: dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc))
+    return RuleBook.load(tmp_path, runtime, clock=lambda: dt.datetime(2025, 6, 1, tzinfo=dt.UTC))
 
 
 def test_version_in_force_at_occurred_at(two_versions: RuleBook) -> None:
     """A request gets the version whose effective_from is the latest not after occurred_at."""
-    old = two_versions.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 12, 31, 12)))
-    new = two_versions.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2025, 1, 1, 0, 0)))
+    old = two_versions.determine(
+        Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 12, 31, 12))
+    )
+    new = two_versions.determine(
+        Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2025, 1, 1, 0, 0))
+    )
     assert (old.version, new.version) == ("2024.1", "2025.1")
     assert "chem" in {u.id for u in old.units} and "chem" not in {u.id for u in new.units}
     assert old.content_hash != new.content_hash
@@ -46,7 +55,9 @@ def test_version_in_force_at_occurred_at(two_versions: RuleBook) -> None:
 
 def test_occurred_at_is_read_in_beijing_time(two_versions: RuleBook) -> None:
     """16:30 UTC on 31 December is already 1 January in Beijing, where the plan is in force."""
-    det = two_versions.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 12, 31, 16, 30, tzinfo=dt.timezone.utc)))
+    det = two_versions.determine(
+        Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 12, 31, 16, 30, tzinfo=dt.UTC))
+    )
     assert det.version == "2025.1"
 
 
@@ -78,7 +89,10 @@ def test_effective_until_ends_a_version(tmp_path: Path, runtime: DurableRuntime)
     """After effective_until no version is in force; on that day it still is."""
     write_version(tmp_path, "2024.1", "2024-01-01", extra="\neffective_until: 2024-06-30")
     book = RuleBook.load(tmp_path, runtime)
-    assert book.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 6, 30, 23))).version == "2024.1"
+    assert (
+        book.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 6, 30, 23))).version
+        == "2024.1"
+    )
     with pytest.raises(RuleSetNotFound):
         book.determine(Incident(type="demo", facts={"hazmat": True}, occurred_at=dt.datetime(2024, 7, 1)))
 

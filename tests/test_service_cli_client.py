@@ -13,13 +13,26 @@ from liandong.server.app import Service
 from support.rules import canonical_hash
 from support.servers import LOOPBACK, target
 
-
 RULE_SETS = ("fire-linkage", "demo")  # the module's rules directory (conftest.py `rules_dir`)
 
 
 def test_determine_prints_a_readable_determination(server: Service, capsys: pytest.CaptureFixture[str]) -> None:
     """`liandong determine` prints the decision id, level, lead, units, groups, obligations and cited clauses, and exits 0."""
-    code = main(["determine", "--type", "fire", "--fact", "deaths=3", "--fact", "serious_injuries=12", "--id", "110-1", "--target", target(server)])
+    code = main(
+        [
+            "determine",
+            "--type",
+            "fire",
+            "--fact",
+            "deaths=3",
+            "--fact",
+            "serious_injuries=12",
+            "--id",
+            "110-1",
+            "--target",
+            target(server),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == EXIT_OK
     assert out.startswith("decision   ")
@@ -35,7 +48,9 @@ def test_determine_prints_a_readable_determination(server: Service, capsys: pyte
 
 def test_determine_explain_shows_conditions_with_values(server: Service, capsys: pytest.CaptureFixture[str]) -> None:
     """`--explain` adds each rule's conditions with the values they were evaluated on."""
-    assert main(["determine", "--type", "demo", "--fact", "deaths=3", "--explain", "--target", target(server)]) == EXIT_OK
+    assert (
+        main(["determine", "--type", "demo", "--fact", "deaths=3", "--explain", "--target", target(server)]) == EXIT_OK
+    )
     out = capsys.readouterr().out
     assert "deaths 以上 3 (≥ 3)" in out and "deaths = 3" in out
 
@@ -51,7 +66,21 @@ def test_determine_json(server: Service, rules_dir: Path, capsys: pytest.Capture
 
 def test_determine_invalid_facts_exit_3_listing_violations(server: Service, capsys: pytest.CaptureFixture[str]) -> None:
     """Invalid facts exit 3 and list every violation on stderr."""
-    code = main(["determine", "--type", "fire", "--fact", "deaths=-1", "--fact", "bogus=2", "--fact", "hazardous_materials=maybe", "--target", target(server)])
+    code = main(
+        [
+            "determine",
+            "--type",
+            "fire",
+            "--fact",
+            "deaths=-1",
+            "--fact",
+            "bogus=2",
+            "--fact",
+            "hazardous_materials=maybe",
+            "--target",
+            target(server),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == EXIT_REFUSED and captured.out == ""
     assert "deaths: -1 is below the minimum 0" in captured.err
@@ -63,19 +92,29 @@ def test_determine_invalid_facts_exit_3_listing_violations(server: Service, caps
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--type", "fyre"], "no rule set answers for incident type 'fyre' (known types: demo, fire) (did you mean 'fire'?)"),
-        (["--type", "fire", "--ruleset", "fire-linkag"], "no rule set 'fire-linkag' is loaded (did you mean 'fire-linkage'?)"),
+        (
+            ["--type", "fyre"],
+            "no rule set answers for incident type 'fyre' (known types: demo, fire) (did you mean 'fire'?)",
+        ),
+        (
+            ["--type", "fire", "--ruleset", "fire-linkag"],
+            "no rule set 'fire-linkag' is loaded (did you mean 'fire-linkage'?)",
+        ),
         (["--type", "fire", "--version", "2030.1"], "rule set 'fire-linkage' has no version '2030.1' (loaded: 2024.1)"),
     ],
     ids=["unknown type", "unknown rule set", "unknown version"],
 )
-def test_determine_refusals_exit_3_with_the_server_message(server: Service, capsys: pytest.CaptureFixture[str], argv: list[str], words: str) -> None:
+def test_determine_refusals_exit_3_with_the_server_message(
+    server: Service, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
     """An unknown incident type, rule set or version exits 3 with the server's explanation on stderr."""
     assert main(["determine", *argv, "--target", target(server)]) == EXIT_REFUSED
     assert words in capsys.readouterr().err
 
 
-def test_rulesets_lists_versions_with_active_mark(server: Service, rules_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rulesets_lists_versions_with_active_mark(
+    server: Service, rules_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`liandong rulesets` lists each rule set with its types, active version, and every version with date, hash prefix and title."""
     assert main(["rulesets", "--target", target(server)]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()

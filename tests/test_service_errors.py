@@ -12,13 +12,13 @@ import grpc
 import pytest
 import structlog.testing
 
-from support.data import load_cases
 from liandong import errors
 from liandong.client import Client, ServiceError
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
+from support.data import load_cases
 from support.messages import answers_of, batches, request
 from support.metrics import sample
 from support.rules import copy_demo
@@ -40,7 +40,13 @@ RULE_SETS = ("fire-linkage", "demo")  # the module's rules directory (conftest.p
 
 def _request(case: dict[str, Any]) -> pb.DetermineRequest:
     r = case["request"]
-    req = request(r["type"], r.get("facts") or {}, ruleset=r.get("ruleset", ""), version=r.get("version", ""), incident_id=case["note"][:40])
+    req = request(
+        r["type"],
+        r.get("facts") or {},
+        ruleset=r.get("ruleset", ""),
+        version=r.get("version", ""),
+        incident_id=case["note"][:40],
+    )
     if "occurred_at" in r:
         req.incident.occurred_at.FromDatetime(dt.datetime.fromisoformat(r["occurred_at"]))
     return req
@@ -86,13 +92,21 @@ def test_client_refusal(server: Service, case: dict[str, Any]) -> None:
     want = case["want"]
     with Client(target(server), timeout=10) as client:
         with pytest.raises(errors.LiandongError) as caught:
-            client.determine(r["type"], r.get("facts") or {}, ruleset=r.get("ruleset", ""), version=r.get("version", ""), occurred_at=occurred)
+            client.determine(
+                r["type"],
+                r.get("facts") or {},
+                ruleset=r.get("ruleset", ""),
+                version=r.get("version", ""),
+                occurred_at=occurred,
+            )
     exc = caught.value
     assert type(exc) is CLIENT_ERRORS[want["client"]]
     if want["client"] == "InvalidIncident":
         assert isinstance(exc, errors.InvalidIncident)
         # The client names an input by itself, and the facts as a whole by "".
-        assert sorted(f"{v.field}: {v.reason}" for v in exc.violations) == sorted(w.removeprefix("incident.facts").removeprefix(".") for w in want["violations"])
+        assert sorted(f"{v.field}: {v.reason}" for v in exc.violations) == sorted(
+            w.removeprefix("incident.facts").removeprefix(".") for w in want["violations"]
+        )
     for words in want.get("message", []):
         assert words in exc.message, exc.message
 
@@ -148,7 +162,9 @@ class _Exploding:
     select = determine  # the service picks the version with select, then evaluates it
 
 
-def test_unexpected_failure_is_internal_without_details(tmp_path: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_failure_is_internal_without_details(
+    tmp_path: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An unexpected server failure is INTERNAL with a fixed message; the exception goes to the log, never to the caller."""
     copy_demo(tmp_path)
     with running(tmp_path, runtime, metrics_listen="") as svc, channel(target(svc)) as ch:
@@ -177,6 +193,7 @@ def test_unexpected_failure_is_internal_without_details(tmp_path: Path, runtime:
 
 def test_client_does_not_retry_refusals(server: Service) -> None:
     """The client sends a refused request once: only UNAVAILABLE is retried, never INVALID_ARGUMENT or NOT_FOUND."""
+
     def count(code: str) -> float:
         return sample(server.registry, "liandong_rpc_requests_total", method="Determine", code=code)
 

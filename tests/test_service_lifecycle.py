@@ -26,7 +26,20 @@ from support.messages import answers_of, batches, request
 from support.metrics import sample
 from support.processes import Serve, wait_until
 from support.rules import copy_demo, edit
-from support.servers import ADMIN_SERVICE, ADMIN_TOKEN, HEALTH_SERVICE, LOOPBACK, NOT_SERVING, RESPONSE_SERVICE, SERVING, channel, health_status, make_config, running, target
+from support.servers import (
+    ADMIN_SERVICE,
+    ADMIN_TOKEN,
+    HEALTH_SERVICE,
+    LOOPBACK,
+    NOT_SERVING,
+    RESPONSE_SERVICE,
+    SERVING,
+    channel,
+    health_status,
+    make_config,
+    running,
+    target,
+)
 from support.status import details
 
 
@@ -114,7 +127,11 @@ def test_health_is_not_serving_while_draining(tmp_path: Path, runtime: DurableRu
 # -- start-up failures --------------------------------------------------------------------------------------
 def _break_document(root: Path) -> str:
     copy_demo(root)
-    edit(root / "demo" / "2024.1.yaml", "then: {units: [chem], obligations: [turn_out]}", "then: {units: [chemm], obligations: [turn_out]}")
+    edit(
+        root / "demo" / "2024.1.yaml",
+        "then: {units: [chem], obligations: [turn_out]}",
+        "then: {units: [chemm], obligations: [turn_out]}",
+    )
     return "names unknown unit 'chemm' (did you mean 'chem'?)"
 
 
@@ -133,7 +150,11 @@ def _missing(root: Path) -> str:
     return "no such file or directory"
 
 
-@pytest.mark.parametrize("breaker", [_break_document, _break_fixture, _empty, _missing], ids=["invalid document", "failing fixture", "empty directory", "missing directory"])
+@pytest.mark.parametrize(
+    "breaker",
+    [_break_document, _break_fixture, _empty, _missing],
+    ids=["invalid document", "failing fixture", "empty directory", "missing directory"],
+)
 def test_invalid_rules_dir_fails_start(tmp_path: Path, runtime: DurableRuntime, breaker: object) -> None:
     """A service whose rules directory cannot serve raises StartupError naming the located problem, and stops listening."""
     rules = tmp_path / "rules"
@@ -159,7 +180,9 @@ def test_address_in_use_fails_start(tmp_path: Path, runtime: DurableRuntime) -> 
     copy_demo(tmp_path)
     with running(tmp_path, runtime, metrics_listen="") as first:
         taken = target(first)
-        second = Service(make_config(tmp_path, listen=taken, metrics_listen=""), registry=CollectorRegistry(), runtime=runtime)
+        second = Service(
+            make_config(tmp_path, listen=taken, metrics_listen=""), registry=CollectorRegistry(), runtime=runtime
+        )
         try:
             with pytest.raises(StartupError) as caught:
                 second.start()
@@ -194,7 +217,9 @@ def test_serve_rejects_a_bad_setting_with_usage_error(capsys: pytest.CaptureFixt
 
 
 # -- reflection --------------------------------------------------------------------------------------------------
-def _reflect(address: str, *requests: reflection_pb2.ServerReflectionRequest) -> list[reflection_pb2.ServerReflectionResponse]:
+def _reflect(
+    address: str, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
     with channel(address) as ch:
         stub = reflection_pb2_grpc.ServerReflectionStub(ch)  # type: ignore[no-untyped-call]
         return list(stub.ServerReflectionInfo(iter(requests), timeout=10))
@@ -212,7 +237,10 @@ def test_reflection_lists_services_and_describes_them(tmp_path: Path, runtime: D
         names = {s.name for s in listed.list_services_response.service}
         assert {RESPONSE_SERVICE, HEALTH_SERVICE, "grpc.reflection.v1alpha.ServerReflection"} <= names
         assert ADMIN_SERVICE not in names
-        files = [descriptor_pb2.FileDescriptorProto.FromString(raw) for raw in described.file_descriptor_response.file_descriptor_proto]
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for raw in described.file_descriptor_response.file_descriptor_proto
+        ]
         proto = next(f for f in files if f.name == "liandong/v1/liandong.proto")
         (service,) = [s for s in proto.service if s.name == "ResponseService"]
         assert {m.name for m in service.method} == {"Determine", "DetermineStream", "ListRuleSets", "GetRuleSet"}
@@ -257,7 +285,9 @@ def test_sigterm_drains_in_flight_stream_and_exits_zero(tmp_path: Path) -> None:
 
             consumer = threading.Thread(target=consume, name="consume")
             consumer.start()
-            watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=RESPONSE_SERVICE), timeout=40)  # type: ignore[no-untyped-call]
+            watch = health_pb2_grpc.HealthStub(ch).Watch(
+                health_pb2.HealthCheckRequest(service=RESPONSE_SERVICE), timeout=40
+            )  # type: ignore[no-untyped-call]
             try:
                 assert next(watch).status == SERVING
                 assert wait_until(lambda: len(answers) >= 60, 20), f"only {len(answers)} answers before SIGTERM"

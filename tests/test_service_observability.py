@@ -56,21 +56,60 @@ def _refused(call: object) -> grpc.StatusCode:
 def test_request_counts_and_latency_by_method_and_code(observed: Observed) -> None:
     """Each RPC is counted and timed once by method and final status code, on the endpoint and in the registry."""
     reg, stub = observed.registry, observed.stub
-    keys = [("Determine", "OK"), ("Determine", "INVALID_ARGUMENT"), ("DetermineStream", "OK"), ("DetermineStream", "NOT_FOUND"), ("ListRuleSets", "OK"), ("GetRuleSet", "NOT_FOUND")]
+    keys = [
+        ("Determine", "OK"),
+        ("Determine", "INVALID_ARGUMENT"),
+        ("DetermineStream", "OK"),
+        ("DetermineStream", "NOT_FOUND"),
+        ("ListRuleSets", "OK"),
+        ("GetRuleSet", "NOT_FOUND"),
+    ]
     before = {k: sample(reg, "liandong_rpc_requests_total", method=k[0], code=k[1]) for k in keys}
     stub.Determine(request("demo", {"deaths": 1}), timeout=10)
     stub.Determine(request("demo", {"deaths": 5}), timeout=10)
-    assert _refused(lambda: stub.Determine(request("demo", {"deaths": -5}), timeout=10)) == grpc.StatusCode.INVALID_ARGUMENT
-    assert len(list(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": n}) for n in range(3)]), timeout=10)))) == 3
-    assert _refused(lambda: list(stub.DetermineStream(batches([request("demo", {}, ruleset="nope")]), timeout=10))) == grpc.StatusCode.NOT_FOUND
+    assert (
+        _refused(lambda: stub.Determine(request("demo", {"deaths": -5}), timeout=10))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert (
+        len(
+            list(
+                answers_of(
+                    stub.DetermineStream(batches([request("demo", {"deaths": n}) for n in range(3)]), timeout=10)
+                )
+            )
+        )
+        == 3
+    )
+    assert (
+        _refused(lambda: list(stub.DetermineStream(batches([request("demo", {}, ruleset="nope")]), timeout=10)))
+        == grpc.StatusCode.NOT_FOUND
+    )
     stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=10)
-    assert _refused(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version="0"), timeout=10)) == grpc.StatusCode.NOT_FOUND
+    assert (
+        _refused(lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version="0"), timeout=10))
+        == grpc.StatusCode.NOT_FOUND
+    )
     # A stream is counted once grpc has terminated it, which can be just after its caller has the status.
-    assert wait_until(lambda: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code="OK") - before[("DetermineStream", "OK")] >= 1, 10)
+    assert wait_until(
+        lambda: (
+            sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code="OK")
+            - before[("DetermineStream", "OK")]
+            >= 1
+        ),
+        10,
+    )
     delta = {k: sample(reg, "liandong_rpc_requests_total", method=k[0], code=k[1]) - before[k] for k in keys}
-    assert delta == {("Determine", "OK"): 2, ("Determine", "INVALID_ARGUMENT"): 1, ("DetermineStream", "OK"): 1, ("DetermineStream", "NOT_FOUND"): 1, ("ListRuleSets", "OK"): 1, ("GetRuleSet", "NOT_FOUND"): 1}
+    assert delta == {
+        ("Determine", "OK"): 2,
+        ("Determine", "INVALID_ARGUMENT"): 1,
+        ("DetermineStream", "OK"): 1,
+        ("DetermineStream", "NOT_FOUND"): 1,
+        ("ListRuleSets", "OK"): 1,
+        ("GetRuleSet", "NOT_FOUND"): 1,
+    }
     page = samples(scrape(observed.svc.metrics_port))
-    for (method, code) in keys:
+    for method, code in keys:
         counted = value(page, "liandong_rpc_requests_total", method=method, code=code)
         assert counted == sample(reg, "liandong_rpc_requests_total", method=method, code=code)
         assert value(page, "liandong_rpc_duration_seconds_count", method=method, code=code) == counted
@@ -80,7 +119,9 @@ def test_request_counts_and_latency_by_method_and_code(observed: Observed) -> No
 def test_cancelled_stream_is_counted_as_cancelled(observed: Observed) -> None:
     """A DetermineStream the caller cancels midway, with requests still to send, is counted once with code CANCELLED, not OK."""
     reg = observed.registry
-    before = {c: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code=c) for c in ("OK", "CANCELLED")}
+    before = {
+        c: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code=c) for c in ("OK", "CANCELLED")
+    }
     hold = threading.Event()
 
     def incidents() -> Iterator[pb.DetermineRequest]:
@@ -88,7 +129,9 @@ def test_cancelled_stream_is_counted_as_cancelled(observed: Observed) -> None:
         hold.wait(15)  # the caller never finishes sending: the stream can only end by the cancel
 
     def delta() -> dict[str, float]:
-        return {c: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code=c) - before[c] for c in before}
+        return {
+            c: sample(reg, "liandong_rpc_requests_total", method="DetermineStream", code=c) - before[c] for c in before
+        }
 
     call = observed.stub.DetermineStream(batches(incidents()), timeout=20)
     try:
@@ -109,10 +152,15 @@ def test_decisions_by_ruleset_version_and_level(observed: Observed) -> None:
     stub.Determine(request("demo", {"deaths": 10}), timeout=10)
     list(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in (0, 4, 5, 50)]), timeout=10))
     _refused(lambda: stub.Determine(request("demo", {"deaths": "x"}), timeout=10))  # refused: no decision
-    delta = {lv: sample(reg, "liandong_decisions_total", ruleset="demo", version="2024.1", level=lv) - before[lv] for lv in levels}
+    delta = {
+        lv: sample(reg, "liandong_decisions_total", ruleset="demo", version="2024.1", level=lv) - before[lv]
+        for lv in levels
+    }
     assert delta == {"IV": 1, "III": 3, "II": 2}
     page = samples(scrape(observed.svc.metrics_port))
-    assert value(page, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III") == sample(reg, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III")
+    assert value(page, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III") == sample(
+        reg, "liandong_decisions_total", ruleset="demo", version="2024.1", level="III"
+    )
 
 
 def test_rule_hits_by_rule(observed: Observed) -> None:
@@ -125,7 +173,9 @@ def test_rule_hits_by_rule(observed: Observed) -> None:
     delta = {r: sample(reg, "liandong_rule_hits_total", ruleset="demo", rule=r) - before[r] for r in rules}
     assert delta == {"grade-III": 2, "hazmat": 1, "breach-or-danger": 1, "not-above-warning": 2, "grade-II": 0}
     page = samples(scrape(observed.svc.metrics_port))
-    assert value(page, "liandong_rule_hits_total", ruleset="demo", rule="hazmat") == sample(reg, "liandong_rule_hits_total", ruleset="demo", rule="hazmat")
+    assert value(page, "liandong_rule_hits_total", ruleset="demo", rule="hazmat") == sample(
+        reg, "liandong_rule_hits_total", ruleset="demo", rule="hazmat"
+    )
 
 
 def test_evaluation_latency_histogram(observed: Observed) -> None:
@@ -140,7 +190,11 @@ def test_evaluation_latency_histogram(observed: Observed) -> None:
     page = samples(text)
     count = value(page, "liandong_evaluation_duration_seconds_count", ruleset="demo")
     buckets = sorted(
-        ((float(dict(labels)["le"]), v) for (name, labels), v in page.items() if name == "liandong_evaluation_duration_seconds_bucket" and dict(labels).get("ruleset") == "demo"),
+        (
+            (float(dict(labels)["le"]), v)
+            for (name, labels), v in page.items()
+            if name == "liandong_evaluation_duration_seconds_bucket" and dict(labels).get("ruleset") == "demo"
+        ),
     )
     assert [le for le, _ in buckets] == [*names.LATENCY_BUCKETS, float("inf")]
     assert buckets[-1][1] == count and all(a <= b for (_, a), (_, b) in itertools.pairwise(buckets))
@@ -185,7 +239,9 @@ def test_label_values_stay_bounded(observed: Observed) -> None:
 def test_one_decision_log_line_per_determination(observed: Observed) -> None:
     """Each Determine logs exactly one `decision` event with its id, rule set, version, level, rule ids and latency, and no facts."""
     with structlog.testing.capture_logs() as logs:
-        det = observed.stub.Determine(request("demo", {"deaths": 3, "note": "张三 13800000000"}, incident_id="inc-7"), timeout=10)
+        det = observed.stub.Determine(
+            request("demo", {"deaths": 3, "note": "张三 13800000000"}, incident_id="inc-7"), timeout=10
+        )
     decisions = [e for e in logs if e["event"] == "decision"]
     assert len(decisions) == 1
     (line,) = decisions
@@ -201,10 +257,19 @@ def test_one_decision_log_line_per_determination(observed: Observed) -> None:
 def test_stream_logs_one_decision_per_answer_and_none_for_refusals(observed: Observed) -> None:
     """A stream logs one decision per answer in order; a refused request logs no decision."""
     with structlog.testing.capture_logs() as logs:
-        answers = list(answers_of(observed.stub.DetermineStream(batches([request("demo", {"deaths": d}, incident_id=f"s{d}") for d in (1, 3, 10)], size=2), timeout=10)))
+        answers = list(
+            answers_of(
+                observed.stub.DetermineStream(
+                    batches([request("demo", {"deaths": d}, incident_id=f"s{d}") for d in (1, 3, 10)], size=2),
+                    timeout=10,
+                )
+            )
+        )
         _refused(lambda: observed.stub.Determine(request("demo", {"deaths": -1}), timeout=10))
     decisions = [e for e in logs if e["event"] == "decision"]
-    assert [(e["incident_id"], e["response_level"], e["decision_id"]) for e in decisions] == [(a.incident_id, a.level.code, a.decision_id) for a in answers]
+    assert [(e["incident_id"], e["response_level"], e["decision_id"]) for e in decisions] == [
+        (a.incident_id, a.level.code, a.decision_id) for a in answers
+    ]
 
 
 def test_decision_log_includes_facts_only_when_enabled(tmp_path: Path, runtime: DurableRuntime) -> None:

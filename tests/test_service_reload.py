@@ -16,7 +16,6 @@ import pytest
 import structlog.testing
 from prometheus_client import CollectorRegistry
 
-from support.data import load_cases
 from liandong.client import Client
 from liandong.engine.runtime import DurableRuntime
 from liandong.server import reload
@@ -26,10 +25,11 @@ from liandong.v1 import admin_pb2 as apb
 from liandong.v1 import admin_pb2_grpc as apb_grpc
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
+from support.data import load_cases
 from support.messages import answers_of, batches, request
 from support.metrics import sample
 from support.processes import Serve, wait_until
-from support.rules import canonical_hash, copy_bundled, copy_demo, edit
+from support.rules import canonical_hash, copy_demo, edit
 from support.servers import ADMIN_TOKEN, channel, make_config, running, target
 
 AUTH = [("authorization", f"Bearer {ADMIN_TOKEN}")]
@@ -68,7 +68,10 @@ def served(tmp_path: Path, runtime: DurableRuntime) -> Iterator[Served]:
     rules.mkdir()
     copy_demo(rules)
     registry = CollectorRegistry()
-    with running(rules, runtime, registry, metrics_listen="", admin_token=ADMIN_TOKEN) as svc, channel(target(svc)) as ch:
+    with (
+        running(rules, runtime, registry, metrics_listen="", admin_token=ADMIN_TOKEN) as svc,
+        channel(target(svc)) as ch,
+    ):
         yield Served(svc, rules, registry, apb_grpc.RulesAdminServiceStub(ch), pb_grpc.ResponseServiceStub(ch))  # type: ignore[no-untyped-call]
 
 
@@ -96,10 +99,24 @@ def test_good_reload_serves_the_new_document(served: Served) -> None:
     ((summary),) = [s for s in status.serving if s.id == "demo"]
     assert summary.versions[0].content_hash == new and summary.versions[0].title == "测试预案(修订)"
     assert served.served_hash() == new
-    assert served.admin.GetReloadStatus(apb.GetReloadStatusRequest(), metadata=AUTH, timeout=10).serving[0].versions[0].content_hash == new
+    assert (
+        served.admin.GetReloadStatus(apb.GetReloadStatusRequest(), metadata=AUTH, timeout=10)
+        .serving[0]
+        .versions[0]
+        .content_hash
+        == new
+    )
     assert sample(served.registry, "liandong_reloads_total", outcome="success", trigger="admin") == 1
-    assert sample(served.registry, "liandong_ruleset_active_info", ruleset="demo", version="2024.1", content_hash=new[:16]) == 1
-    assert served.registry.get_sample_value("liandong_ruleset_active_info", {"ruleset": "demo", "version": "2024.1", "content_hash": old[:16]}) is None
+    assert (
+        sample(served.registry, "liandong_ruleset_active_info", ruleset="demo", version="2024.1", content_hash=new[:16])
+        == 1
+    )
+    assert (
+        served.registry.get_sample_value(
+            "liandong_ruleset_active_info", {"ruleset": "demo", "version": "2024.1", "content_hash": old[:16]}
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("case", BAD_RELOADS, ids=[c["note"] for c in BAD_RELOADS])
@@ -127,7 +144,10 @@ def test_bad_reload_keeps_the_old_version_serving(served: Served, case: dict[str
     assert again.last_success_at == last_success
     assert sample(served.registry, "liandong_reloads_total", outcome="failure", trigger="admin") == 1
     assert sample(served.registry, "liandong_reloads_total", outcome="success", trigger="admin") == 0
-    assert sample(served.registry, "liandong_ruleset_active_info", ruleset="demo", version="2024.1", content_hash=old[:16]) == 1
+    assert (
+        sample(served.registry, "liandong_ruleset_active_info", ruleset="demo", version="2024.1", content_hash=old[:16])
+        == 1
+    )
     (failed,) = [e for e in logs if e["event"] == "rules_reload_failed"]
     assert failed["log_level"] == "error" and failed["kept_serving"] is True and failed["errors"]
 
@@ -183,7 +203,7 @@ def test_reloads_during_calls_cause_no_errors(served: Served) -> None:
     assert failures == []
     assert len(seen) >= mark + 3, "the caller stopped before answers after the last reload"
     assert {h for h, _ in seen} <= known
-    assert {h for h, _ in seen[mark + 1:]} == {canonical_hash(served.document)}
+    assert {h for h, _ in seen[mark + 1 :]} == {canonical_hash(served.document)}
     assert sample(served.registry, "liandong_reloads_total", outcome="success", trigger="admin") == 4
     assert sample(served.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == len(seen)
 
@@ -202,7 +222,9 @@ def test_in_flight_stream_finishes_on_the_version_it_started_with(served: Served
 
     answers: list[tuple[str, str]] = []
     call = served.stub.DetermineStream(batches(incidents()), timeout=30)  # one request per message
-    consumer = threading.Thread(target=lambda: answers.extend((a.incident_id, a.content_hash) for a in answers_of(call)), name="consume")
+    consumer = threading.Thread(
+        target=lambda: answers.extend((a.incident_id, a.content_hash) for a in answers_of(call)), name="consume"
+    )
     consumer.start()
     try:
         assert wait_until(lambda: len(answers) == 3, 10)
@@ -237,12 +259,19 @@ def test_watch_reloads_changed_files(tmp_path: Path, runtime: DurableRuntime, mo
     copy_demo(tmp_path)
     registry = CollectorRegistry()
     baseline = _watch_baseline(monkeypatch)
-    with running(tmp_path, runtime, registry, metrics_listen="", admin_token=ADMIN_TOKEN, watch=True, watch_interval=0.1) as svc, channel(target(svc)) as ch:
+    with (
+        running(
+            tmp_path, runtime, registry, metrics_listen="", admin_token=ADMIN_TOKEN, watch=True, watch_interval=0.1
+        ) as svc,
+        channel(target(svc)) as ch,
+    ):
         stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
         assert baseline.wait(10)
         new = retitle(tmp_path / "demo" / "2024.1.yaml", "测试预案(自动)")
         assert wait_until(lambda: stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash == new, 10)
-        status = apb_grpc.RulesAdminServiceStub(ch).GetReloadStatus(apb.GetReloadStatusRequest(), metadata=AUTH, timeout=10)  # type: ignore[no-untyped-call]
+        status = apb_grpc.RulesAdminServiceStub(ch).GetReloadStatus(
+            apb.GetReloadStatusRequest(), metadata=AUTH, timeout=10
+        )  # type: ignore[no-untyped-call]
         assert status.ok and status.trigger == "watch"
         assert sample(registry, "liandong_reloads_total", outcome="success", trigger="watch") >= 1
 
@@ -251,7 +280,11 @@ def test_watch_picks_up_an_edit_made_during_startup(tmp_path: Path, runtime: Dur
     """A document edited after the startup load read it, but before the watcher started, is still reloaded by the watch."""
     copy_demo(tmp_path)
     document = tmp_path / "demo" / "2024.1.yaml"
-    svc = Service(make_config(tmp_path, metrics_listen="", watch=True, watch_interval=0.1), registry=CollectorRegistry(), runtime=runtime)
+    svc = Service(
+        make_config(tmp_path, metrics_listen="", watch=True, watch_interval=0.1),
+        registry=CollectorRegistry(),
+        runtime=runtime,
+    )
     real_reload = svc.state.reload
     edited: list[str] = []
 
@@ -267,7 +300,9 @@ def test_watch_picks_up_an_edit_made_during_startup(tmp_path: Path, runtime: Dur
         with channel(target(svc)) as ch:
             stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
             assert edited and stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash != edited[0]
-            assert wait_until(lambda: stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash == edited[0], 3)
+            assert wait_until(
+                lambda: stub.Determine(request("demo", {"deaths": 3}), timeout=10).content_hash == edited[0], 3
+            )
     finally:
         svc.stop(0)
 
@@ -287,7 +322,9 @@ def test_sighup_reloads_a_serving_process(tmp_path: Path) -> None:
             new = retitle(document, "测试预案(信号)")
             proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: client.determine("demo", {"deaths": 3}).content_hash == new, 15), proc.log()
-            assert wait_until(lambda: proc.event("rules_reloaded", trigger="signal") is not None, 15), proc.log()  # logged just after the swap
+            assert wait_until(lambda: proc.event("rules_reloaded", trigger="signal") is not None, 15), (
+                proc.log()
+            )  # logged just after the swap
             edit(document, "units: [chem]", "units: [chemm]")
             proc.send_signal(signal.SIGHUP)
             assert wait_until(lambda: proc.event("rules_reload_failed", trigger="signal") is not None, 15), proc.log()
@@ -311,7 +348,10 @@ def test_admin_service_is_off_without_a_token(tmp_path: Path, runtime: DurableRu
     copy_demo(tmp_path)
     with running(tmp_path, runtime, metrics_listen="") as svc, channel(target(svc)) as ch:
         admin = apb_grpc.RulesAdminServiceStub(ch)  # type: ignore[no-untyped-call]
-        for call in (lambda: admin.Reload(apb.ReloadRequest(), metadata=AUTH, timeout=10), lambda: admin.GetReloadStatus(apb.GetReloadStatusRequest(), timeout=10)):
+        for call in (
+            lambda: admin.Reload(apb.ReloadRequest(), metadata=AUTH, timeout=10),
+            lambda: admin.GetReloadStatus(apb.GetReloadStatusRequest(), timeout=10),
+        ):
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -323,7 +363,9 @@ def test_admin_token(served: Served, case: dict[str, Any]) -> None:
     metadata = [(k, v.replace("{token}", ADMIN_TOKEN)) for k, v in case["metadata"]]
     calls = {
         "Reload": lambda: served.admin.Reload(apb.ReloadRequest(), metadata=metadata, timeout=30),
-        "GetReloadStatus": lambda: served.admin.GetReloadStatus(apb.GetReloadStatusRequest(), metadata=metadata, timeout=10),
+        "GetReloadStatus": lambda: served.admin.GetReloadStatus(
+            apb.GetReloadStatusRequest(), metadata=metadata, timeout=10
+        ),
     }
     for name, call in calls.items():
         if case["code"] == "OK":
@@ -344,7 +386,9 @@ def test_admin_token_never_logged(tmp_path: Path, runtime: DurableRuntime) -> No
         with running(tmp_path, runtime, metrics_listen="", admin_token=ADMIN_TOKEN) as svc, channel(target(svc)) as ch:
             admin = apb_grpc.RulesAdminServiceStub(ch)  # type: ignore[no-untyped-call]
             with pytest.raises(grpc.RpcError):
-                admin.Reload(apb.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN[:-1]}")], timeout=10)
+                admin.Reload(
+                    apb.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN[:-1]}")], timeout=10
+                )
             assert admin.Reload(apb.ReloadRequest(), metadata=AUTH, timeout=30).ok
     events = [e["event"] for e in logs]
     assert {"listening", "admin_denied", "admin_reload", "rules_reloaded"} <= set(events)

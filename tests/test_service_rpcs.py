@@ -46,12 +46,17 @@ def test_determine_fire_three_deaths(client: Client, rules_dir: Path) -> None:
     assert det.lead_agency.citation.clause == "第四条(一)"
     assert [g.id for g in det.groups] == FIRE_GROUPS
     assert all(g.name and g.duties and g.citation.clause for g in det.groups)
-    assert [m.id for m in det.groups[2].members] == ["telecom", "mobile", "unicom"] and det.groups[2].lead.id == "emergency_bureau"
+    assert [m.id for m in det.groups[2].members] == ["telecom", "mobile", "unicom"] and det.groups[
+        2
+    ].lead.id == "emergency_bureau"
     assert [(c.role, c.who) for c in det.commanders][0] == ("总指挥", "县政府分管副县长")
     assert "county_hq" in [u.id for u in det.participating_units]
     assert {o.id for o in det.obligations} == {"hq_setup", "hq_tasking", "dispatch_on_order", "report_on_order"}
     assert [r.id for r in det.matched_rules] == ["grade-III", "county-hq", "hq-groups"]
-    assert det.matched_rules[0].citation.document == "公安部2007火灾等级标准" and det.matched_rules[0].citation.clause == "较大火灾"
+    assert (
+        det.matched_rules[0].citation.document == "公安部2007火灾等级标准"
+        and det.matched_rules[0].citation.clause == "较大火灾"
+    )
     assert all(r.citation.clause and r.title for r in det.matched_rules)
     assert det.summary.startswith("III 较大火灾; lead 县灭火与消防应急救援指挥部")
     # Without explain there are no traces.
@@ -65,7 +70,9 @@ def test_determine_explain_returns_conditions_and_evaluated_facts(stub: pb_grpc.
     grade = det.matched_rules[0]
     assert grade.id == "grade-III" and grade.conditions.expression == "any" and grade.conditions.holds
     leaves = [leaf for branch in grade.conditions.children for leaf in branch.children]
-    assert any(leaf.expression == "deaths 以上 3 (≥ 3)" and leaf.actual == "deaths = 3" and leaf.holds for leaf in leaves)
+    assert any(
+        leaf.expression == "deaths 以上 3 (≥ 3)" and leaf.actual == "deaths = 3" and leaf.holds for leaf in leaves
+    )
     assert any(leaf.expression.startswith("serious_injuries 以上 10") and not leaf.holds for leaf in leaves)
     assert "call-emergency-bureau" in [r.id for r in det.matched_rules]
     unmatched = {r.id for r in det.unmatched_rules}
@@ -135,7 +142,10 @@ def test_stream_mixes_rule_sets_in_order(client: Client) -> None:
     ]
     answers = list(client.determine_many(reqs, timeout=30))
     assert [(a.incident_id, a.ruleset, a.level.code) for a in answers] == [
-        ("a", "fire-linkage", "III"), ("b", "demo", "II"), ("c", "quiet", ""), ("d", "fire-linkage", "IV"),
+        ("a", "fire-linkage", "III"),
+        ("b", "demo", "II"),
+        ("c", "quiet", ""),
+        ("d", "fire-linkage", "IV"),
     ]
 
 
@@ -157,7 +167,10 @@ def test_stream_ends_with_invalid_argument_after_earlier_answers(stub: pb_grpc.R
 
 def test_client_stream_raises_invalid_incident_after_earlier_answers(client: Client) -> None:
     """The client's determine_many yields the answers before a refused request, then raises InvalidIncident with its violations."""
-    reqs = [Client.request("demo", {"deaths": 1}, incident_id="first"), Client.request("demo", {"hazmat": "yes"}, incident_id="second")]
+    reqs = [
+        Client.request("demo", {"deaths": 1}, incident_id="first"),
+        Client.request("demo", {"hazmat": "yes"}, incident_id="second"),
+    ]
     received: list[str] = []
     with pytest.raises(InvalidIncident) as caught:
         for answer in client.determine_many(reqs, timeout=30):
@@ -195,9 +208,19 @@ def test_get_ruleset_describes_inputs_for_a_form(stub: pb_grpc.ResponseServiceSt
     inputs = {i.name: i for i in rs.inputs}
     assert [i.name for i in rs.inputs] == ["deaths", "loss_yuan", "hazmat", "status", "level_m", "warning_m", "note"]
     deaths = inputs["deaths"]
-    assert (deaths.type, deaths.unit, deaths.meaning, deaths.min, deaths.max) == ("integer", "人", "死亡人数", 0, 100000)
+    assert (deaths.type, deaths.unit, deaths.meaning, deaths.min, deaths.max) == (
+        "integer",
+        "人",
+        "死亡人数",
+        0,
+        100000,
+    )
     assert deaths.default_value.number_value == 0 and not deaths.required and not deaths.optional
-    assert inputs["loss_yuan"].type == "number" and inputs["loss_yuan"].HasField("min") and not inputs["loss_yuan"].HasField("max")
+    assert (
+        inputs["loss_yuan"].type == "number"
+        and inputs["loss_yuan"].HasField("min")
+        and not inputs["loss_yuan"].HasField("max")
+    )
     assert inputs["hazmat"].type == "boolean" and inputs["hazmat"].default_value.bool_value is False
     assert inputs["hazmat"].default_value.WhichOneof("kind") == "bool_value"
     status = inputs["status"]
@@ -214,15 +237,35 @@ def test_get_ruleset_describes_levels_units_groups_and_rules(stub: pb_grpc.Respo
     rs = stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo", version="2024.1"), timeout=10)
     assert rs.id == "demo" and list(rs.incident_types) == ["demo"]
     assert (rs.version.version, rs.version.active) == ("2024.1", True)
-    assert [(lv.code, lv.name, lv.rank) for lv in rs.levels] == [("IV", "一般", 1), ("III", "较大", 2), ("II", "重大", 3)]
+    assert [(lv.code, lv.name, lv.rank) for lv in rs.levels] == [
+        ("IV", "一般", 1),
+        ("III", "较大", 2),
+        ("II", "重大", 3),
+    ]
     assert rs.levels[2].citation.clause == "第九条"
     assert [(u.id, u.name, u.citation.clause) for u in rs.units] == [
-        ("brigade", "消防大队", "第一条"), ("hq", "指挥部", "第二条"), ("chem", "应急管理局", "第三条"), ("police", "公安局", "第四条"),
+        ("brigade", "消防大队", "第一条"),
+        ("hq", "指挥部", "第二条"),
+        ("chem", "应急管理局", "第三条"),
+        ("police", "公安局", "第四条"),
     ]
     (combat,) = rs.groups
-    assert (combat.id, combat.name, combat.lead.id, [m.id for m in combat.members]) == ("combat", "作战组", "brigade", ["brigade", "police"])
+    assert (combat.id, combat.name, combat.lead.id, [m.id for m in combat.members]) == (
+        "combat",
+        "作战组",
+        "brigade",
+        ["brigade", "police"],
+    )
     assert combat.citation.clause == "第五条"
-    assert [r.id for r in rs.rules] == ["grade-IV", "grade-III", "grade-II", "hazmat", "breach-or-danger", "above-warning", "not-above-warning"]
+    assert [r.id for r in rs.rules] == [
+        "grade-IV",
+        "grade-III",
+        "grade-II",
+        "hazmat",
+        "breach-or-danger",
+        "above-warning",
+        "not-above-warning",
+    ]
     assert rs.rules[0].citation.document == "等级标准" and rs.rules[0].citation.clause == "一般"
     assert [v.version for v in rs.versions] == ["2024.1"]
 
@@ -248,7 +291,9 @@ def test_get_ruleset_through_the_client(client: Client) -> None:
     ],
     ids=["unknown version", "unknown rule set", "misspelt rule set", "no rule set named"],
 )
-def test_get_ruleset_refusals(stub: pb_grpc.ResponseServiceStub, ruleset: str, version: str, code: grpc.StatusCode, words: str) -> None:
+def test_get_ruleset_refusals(
+    stub: pb_grpc.ResponseServiceStub, ruleset: str, version: str, code: grpc.StatusCode, words: str
+) -> None:
     """GetRuleSet refuses an unknown rule set or version with NOT_FOUND and a missing name with INVALID_ARGUMENT, naming what was wrong."""
     with pytest.raises(grpc.RpcError) as caught:
         stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=ruleset, version=version), timeout=10)
@@ -257,4 +302,3 @@ def test_get_ruleset_refusals(stub: pb_grpc.ResponseServiceStub, ruleset: str, v
     if code == grpc.StatusCode.NOT_FOUND:
         assert got.resources == [ruleset]
     assert not re.search(r"Traceback|File \"", got.message)
-

@@ -67,10 +67,18 @@ def refusal(stub: pb_grpc.ResponseServiceStub, req: pb.DetermineRequest) -> Deta
 
 def decided(svc: Service) -> float:
     """Every determination the service has made so far."""
-    return sum(s.value for metric in svc.registry.collect() if metric.name == "liandong_decisions" for s in metric.samples if s.name == "liandong_decisions_total")
+    return sum(
+        s.value
+        for metric in svc.registry.collect()
+        if metric.name == "liandong_decisions"
+        for s in metric.samples
+        if s.name == "liandong_decisions_total"
+    )
 
 
-def stream(stub: pb_grpc.ResponseServiceStub, messages: Sequence[pb.DetermineStreamRequest]) -> tuple[list[pb.DetermineStreamResponse], grpc.RpcError | None]:
+def stream(
+    stub: pb_grpc.ResponseServiceStub, messages: Sequence[pb.DetermineStreamRequest]
+) -> tuple[list[pb.DetermineStreamResponse], grpc.RpcError | None]:
     """Every response message of a stream of these messages, and the error it ended with (None if OK)."""
     responses: list[pb.DetermineStreamResponse] = []
     try:
@@ -82,7 +90,9 @@ def stream(stub: pb_grpc.ResponseServiceStub, messages: Sequence[pb.DetermineStr
 
 
 # -- batches through the raw stub ----------------------------------------------------------------------------
-def test_batches_of_different_sizes_get_one_response_each_with_determines_answers(stub: pb_grpc.ResponseServiceStub) -> None:
+def test_batches_of_different_sizes_get_one_response_each_with_determines_answers(
+    stub: pb_grpc.ResponseServiceStub,
+) -> None:
     """Batches of 1, 7, 100 and 3 requests get one response each with as many answers, in request order, equal to Determine's answers but for the decision id."""
     sizes = (1, 7, 100, 3)
     reqs = [demo(n, explain=n % 10 == 4) for n in range(sum(sizes))]
@@ -90,7 +100,7 @@ def test_batches_of_different_sizes_get_one_response_each_with_determines_answer
     reqs[3] = request("quiet", {"deaths": 0}, incident_id="quiet-in-second")
     reqs[5] = request("fire", {"deaths": 12, "hazardous_materials": True}, incident_id="fire-in-second", explain=True)
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    messages = [message(reqs[s:s + n]) for s, n in zip(starts, sizes, strict=True)]
+    messages = [message(reqs[s : s + n]) for s, n in zip(starts, sizes, strict=True)]
     responses, error = stream(stub, messages)
     assert error is None
     assert [len(r.determinations) for r in responses] == list(sizes)
@@ -120,7 +130,9 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("bad", list(REFUSED.values()), ids=list(REFUSED))
-def test_refusal_mid_batch_sends_the_answers_before_it_then_determines_status(server: Service, stub: pb_grpc.ResponseServiceStub, bad: pb.DetermineRequest) -> None:
+def test_refusal_mid_batch_sends_the_answers_before_it_then_determines_status(
+    server: Service, stub: pb_grpc.ResponseServiceStub, bad: pb.DetermineRequest
+) -> None:
     """A refused request in the middle of the second batch: the first batch's response, a response with only the answers before it in its batch, then Determine's status and details for it; nothing after it is evaluated."""
     first = [demo(n) for n in range(3)]
     second = [demo(3), demo(4), bad, demo(5)]
@@ -146,7 +158,9 @@ def test_refusal_first_in_its_batch_sends_no_empty_response(stub: pb_grpc.Respon
 def test_batch_over_1000_requests_is_invalid_argument(server: Service, stub: pb_grpc.ResponseServiceStub) -> None:
     """A message of 1001 requests ends the stream INVALID_ARGUMENT with a BadRequest violation on `requests`, after the earlier batches' answers and without evaluating any of its requests."""
     before = decided(server)
-    responses, error = stream(stub, [message([demo(0), demo(1)]), message([request("quiet", {}, incident_id=f"q{n}") for n in range(1001)])])
+    responses, error = stream(
+        stub, [message([demo(0), demo(1)]), message([request("quiet", {}, incident_id=f"q{n}") for n in range(1001)])]
+    )
     assert [len(r.determinations) for r in responses] == [2]
     assert decided(server) - before == 2
     assert error is not None
@@ -158,7 +172,9 @@ def test_batch_over_1000_requests_is_invalid_argument(server: Service, stub: pb_
 
 def test_batch_of_exactly_1000_requests_is_answered(stub: pb_grpc.ResponseServiceStub) -> None:
     """A message of exactly 1000 requests is answered in full, in order, in one response."""
-    responses, error = stream(stub, [message([request("quiet", {"deaths": n % 2}, incident_id=f"q{n}") for n in range(1000)])])
+    responses, error = stream(
+        stub, [message([request("quiet", {"deaths": n % 2}, incident_id=f"q{n}") for n in range(1000)])]
+    )
     assert error is None
     assert [len(r.determinations) for r in responses] == [1000]
     assert [a.incident_id for a in responses[0].determinations] == [f"q{n}" for n in range(1000)]
@@ -166,7 +182,9 @@ def test_batch_of_exactly_1000_requests_is_answered(stub: pb_grpc.ResponseServic
 
 
 @pytest.mark.parametrize("per_message", [1000, 1], ids=["inside-one-batch", "across-messages"])
-def test_deadline_stops_evaluation(rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch, per_message: int) -> None:
+def test_deadline_stops_evaluation(
+    rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch, per_message: int
+) -> None:
     """A stream whose deadline passes while a request is being evaluated ends DEADLINE_EXCEEDED for the caller and in the metrics, and no request after that one is evaluated, whether the rest are in the same message (the call is checked per request, not per message) or in later ones; the service then answers the next call."""
     # No race with the clock: the server holds the HELD_AT-th evaluation until the caller has seen
     # its deadline pass and the server has seen the call end, so the deadline always passes
@@ -241,7 +259,9 @@ def test_answers_too_big_for_one_message_come_in_several(stub: pb_grpc.ResponseS
 def test_undecodable_message_is_invalid_argument(server: Service, stub: pb_grpc.ResponseServiceStub) -> None:
     """A message that is not a DetermineStreamRequest ends the stream INVALID_ARGUMENT on `request`, after the earlier batches' answers."""
     with channel(target(server)) as ch:
-        raw = ch.stream_stream(STREAM, request_serializer=lambda b: b, response_deserializer=pb.DetermineStreamResponse.FromString)
+        raw = ch.stream_stream(
+            STREAM, request_serializer=lambda b: b, response_deserializer=pb.DetermineStreamResponse.FromString
+        )
         responses: list[pb.DetermineStreamResponse] = []
         with pytest.raises(grpc.RpcError) as caught:
             for response in raw(iter([message([demo(0)]).SerializeToString(), b"\x0a\x05\x01"]), timeout=BOUND):
@@ -259,7 +279,11 @@ def test_stream_request_limit_is_counted_across_batches(limited: Service) -> Non
         stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
         before = decided(limited)
         responses, error = stream(stub, [message([demo(n) for n in range(k, k + 4)]) for k in (0, 4, 8)])
-        assert [[a.incident_id for a in r.determinations] for r in responses] == [["d0", "d1", "d2", "d3"], ["d4", "d5", "d6", "d7"], ["d8", "d9"]]
+        assert [[a.incident_id for a in r.determinations] for r in responses] == [
+            ["d0", "d1", "d2", "d3"],
+            ["d4", "d5", "d6", "d7"],
+            ["d8", "d9"],
+        ]
         assert decided(limited) - before == 10
         assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "at most 10 requests" in (error.details() or "")
@@ -269,7 +293,9 @@ def test_stream_request_limit_exactly_reached_is_ok(limited: Service) -> None:
     """With max_stream_requests 10, batches of 4 and 6 (and an empty one) are answered in full and the stream ends OK."""
     with channel(target(limited)) as ch:
         stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
-        responses, error = stream(stub, [message([demo(n) for n in range(4)]), message([demo(n) for n in range(4, 10)]), message([])])
+        responses, error = stream(
+            stub, [message([demo(n) for n in range(4)]), message([demo(n) for n in range(4, 10)]), message([])]
+        )
         assert error is None
         assert [len(r.determinations) for r in responses] == [4, 6, 0]
 
@@ -278,7 +304,9 @@ def test_stream_request_limit_hit_at_the_start_of_a_batch(limited: Service) -> N
     """With max_stream_requests 10, batches of 5, 5 and 1 get two responses of 5, then RESOURCE_EXHAUSTED with no response for the third batch."""
     with channel(target(limited)) as ch:
         stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
-        responses, error = stream(stub, [message([demo(n) for n in range(5)]), message([demo(n) for n in range(5, 10)]), message([demo(10)])])
+        responses, error = stream(
+            stub, [message([demo(n) for n in range(5)]), message([demo(n) for n in range(5, 10)]), message([demo(10)])]
+        )
         assert [len(r.determinations) for r in responses] == [5, 5]
         assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 

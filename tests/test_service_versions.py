@@ -21,7 +21,7 @@ from support.rules import canonical_hash, copy_demo, edit
 from support.servers import make_config, target
 from support.status import details
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -65,9 +65,18 @@ def _at(moment: dt.datetime | None, version: str = "") -> pb.DetermineRequest:
         (dt.datetime(2024, 12, 31, 16, 0, 0, tzinfo=UTC), "2025.1", "较大(2025版)"),
         (None, "2025.1", "较大(2025版)"),
     ],
-    ids=["mid 2024", "mid 2025", "first Beijing moment of 2024.1", "last UTC second before Beijing 2025", "Beijing midnight 2025", "no occurred_at means now"],
+    ids=[
+        "mid 2024",
+        "mid 2025",
+        "first Beijing moment of 2024.1",
+        "last UTC second before Beijing 2025",
+        "Beijing midnight 2025",
+        "no occurred_at means now",
+    ],
 )
-def test_occurred_at_selects_the_version_in_force(stub: pb_grpc.ResponseServiceStub, hashes: dict[str, str], moment: dt.datetime | None, version: str, level_name: str) -> None:
+def test_occurred_at_selects_the_version_in_force(
+    stub: pb_grpc.ResponseServiceStub, hashes: dict[str, str], moment: dt.datetime | None, version: str, level_name: str
+) -> None:
     """Without a pinned version, the answer comes from the version in force on the Beijing day of occurred_at, and names it and its hash."""
     det = stub.Determine(_at(moment), timeout=10)
     assert (det.version, det.content_hash, det.level.name) == (version, hashes[version], level_name)
@@ -78,7 +87,9 @@ def test_before_any_version_is_not_found(stub: pb_grpc.ResponseServiceStub) -> N
     with pytest.raises(grpc.RpcError) as caught:
         stub.Determine(_at(dt.datetime(2023, 12, 31, 15, 59, tzinfo=UTC)), timeout=10)
     got = details(caught.value)
-    assert got.code == grpc.StatusCode.NOT_FOUND and "in force on 2023-12-31" in got.message and got.resources == ["demo"]
+    assert (
+        got.code == grpc.StatusCode.NOT_FOUND and "in force on 2023-12-31" in got.message and got.resources == ["demo"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,7 +102,9 @@ def test_before_any_version_is_not_found(stub: pb_grpc.ResponseServiceStub) -> N
     ],
     ids=["older pinned in 2025", "older pinned now", "newer pinned in 2024", "pinned before it took effect"],
 )
-def test_version_pins_regardless_of_occurred_at(stub: pb_grpc.ResponseServiceStub, hashes: dict[str, str], moment: dt.datetime | None, pinned: str) -> None:
+def test_version_pins_regardless_of_occurred_at(
+    stub: pb_grpc.ResponseServiceStub, hashes: dict[str, str], moment: dt.datetime | None, pinned: str
+) -> None:
     """A pinned version answers whatever the occurred_at."""
     det = stub.Determine(_at(moment, version=pinned), timeout=10)
     assert (det.version, det.content_hash) == (pinned, hashes[pinned])
@@ -102,12 +115,19 @@ def test_stream_selects_a_version_per_request(server: Service, hashes: dict[str,
     reqs = [
         Client.request("demo", {"deaths": 3}, incident_id="a", occurred_at=dt.datetime(2024, 3, 1, tzinfo=UTC)),
         Client.request("demo", {"deaths": 3}, incident_id="b", occurred_at=dt.datetime(2025, 3, 1, tzinfo=UTC)),
-        Client.request("demo", {"deaths": 3}, incident_id="c", occurred_at=dt.datetime(2025, 3, 1, tzinfo=UTC), version="2024.1"),
+        Client.request(
+            "demo", {"deaths": 3}, incident_id="c", occurred_at=dt.datetime(2025, 3, 1, tzinfo=UTC), version="2024.1"
+        ),
         Client.request("demo", {"deaths": 3}, incident_id="d"),
     ]
     with Client(target(server), timeout=10) as client:
         got = [(a.incident_id, a.version, a.content_hash) for a in client.determine_many(reqs, timeout=10)]
-    assert got == [("a", "2024.1", hashes["2024.1"]), ("b", "2025.1", hashes["2025.1"]), ("c", "2024.1", hashes["2024.1"]), ("d", "2025.1", hashes["2025.1"])]
+    assert got == [
+        ("a", "2024.1", hashes["2024.1"]),
+        ("b", "2025.1", hashes["2025.1"]),
+        ("c", "2024.1", hashes["2024.1"]),
+        ("d", "2025.1", hashes["2025.1"]),
+    ]
 
 
 def test_listing_shows_every_version_and_the_active_one(server: Service, hashes: dict[str, str]) -> None:
@@ -122,7 +142,9 @@ def test_listing_shows_every_version_and_the_active_one(server: Service, hashes:
     assert demo.versions[1].title == "测试预案(2025年修订)"
 
 
-def test_get_ruleset_defaults_to_active_and_fetches_older(stub: pb_grpc.ResponseServiceStub, hashes: dict[str, str]) -> None:
+def test_get_ruleset_defaults_to_active_and_fetches_older(
+    stub: pb_grpc.ResponseServiceStub, hashes: dict[str, str]
+) -> None:
     """GetRuleSet without a version returns the active one; with a version, that one, listing every version either way."""
     active = stub.GetRuleSet(pb.GetRuleSetRequest(ruleset="demo"), timeout=10)
     assert (active.version.version, active.version.active, active.levels[1].name) == ("2025.1", True, "较大(2025版)")
@@ -157,10 +179,18 @@ def clocked(rules_dir: Path, runtime: DurableRuntime, clock: Clock) -> Iterator[
 
 
 def _active_info(svc: Service) -> list[dict[str, str]]:
-    return [s.labels for family in svc.registry.collect() if family.name == "liandong_ruleset_active_info" for s in family.samples if s.value == 1]
+    return [
+        s.labels
+        for family in svc.registry.collect()
+        if family.name == "liandong_ruleset_active_info"
+        for s in family.samples
+        if s.value == 1
+    ]
 
 
-def test_active_version_follows_the_clock_without_reload(rules_dir: Path, runtime: DurableRuntime, hashes: dict[str, str]) -> None:
+def test_active_version_follows_the_clock_without_reload(
+    rules_dir: Path, runtime: DurableRuntime, hashes: dict[str, str]
+) -> None:
     """When "now" passes a version's effective_from (Beijing midnight), listings, defaults and answers switch to it without a reload."""
     clock = Clock(dt.datetime(2024, 12, 31, 15, 59, tzinfo=UTC))
     with clocked(rules_dir, runtime, clock) as svc, Client(target(svc), timeout=10) as client:
@@ -177,7 +207,10 @@ def test_active_version_follows_the_clock_without_reload(rules_dir: Path, runtim
 
 def test_no_version_in_force_yet(rules_dir: Path, runtime: DurableRuntime) -> None:
     """Before every effective_from: no active version is listed or published, GetRuleSet falls back to the latest, and an undated incident is NOT_FOUND."""
-    with clocked(rules_dir, runtime, Clock(dt.datetime(2023, 6, 1, tzinfo=UTC))) as svc, Client(target(svc), timeout=10) as client:
+    with (
+        clocked(rules_dir, runtime, Clock(dt.datetime(2023, 6, 1, tzinfo=UTC))) as svc,
+        Client(target(svc), timeout=10) as client,
+    ):
         (demo,) = client.list_rulesets()
         assert demo.active_version == "" and not any(v.active for v in demo.versions)
         latest = client.get_ruleset("demo")
@@ -189,7 +222,9 @@ def test_no_version_in_force_yet(rules_dir: Path, runtime: DurableRuntime) -> No
         assert _active_info(svc) == []
 
 
-def test_active_version_metric_follows_the_clock(rules_dir: Path, runtime: DurableRuntime, hashes: dict[str, str]) -> None:
+def test_active_version_metric_follows_the_clock(
+    rules_dir: Path, runtime: DurableRuntime, hashes: dict[str, str]
+) -> None:
     """The active-version info metric names the version in force now, also after "now" passed a newer version's effective_from."""
     clock = Clock(dt.datetime(2024, 12, 31, 12, tzinfo=UTC))
     with clocked(rules_dir, runtime, clock) as svc, Client(target(svc), timeout=10) as client:

@@ -46,7 +46,9 @@ def test_patch_changes_only_the_removed_call_and_the_version() -> None:
             added.setdefault(current, []).append(line[1:])
     assert sorted(removed) == sorted(added) == ["setup.py", "src/rulespy/rules.c"]
     assert len(removed["src/rulespy/rules.c"]) == 5
-    assert added["src/rulespy/rules.c"] == [r.replace("PyEval_CallObject(", "PyObject_CallObject(") for r in removed["src/rulespy/rules.c"]]
+    assert added["src/rulespy/rules.c"] == [
+        r.replace("PyEval_CallObject(", "PyObject_CallObject(") for r in removed["src/rulespy/rules.c"]
+    ]
     assert all("PyEval_CallObject(callback, arglist)" in r for r in removed["src/rulespy/rules.c"])
     assert removed["setup.py"] == ["    version = '2.0.28',"]
     assert added["setup.py"] == [f"    version = '{engine_wheel.VERSION}',"]
@@ -95,7 +97,9 @@ def test_apply_patch_refuses_a_missing_file(tmp_path: Path) -> None:
 
 
 # -- the wheel cache ---------------------------------------------------------------------------------
-def test_a_cached_wheel_is_used_without_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_cached_wheel_is_used_without_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With this interpreter's wheel in the cache, the build neither downloads nor compiles, and says so."""
     folder = engine_wheel.wheel_dir(tmp_path)
     folder.mkdir(parents=True)
@@ -127,7 +131,9 @@ def test_the_cache_is_per_interpreter_and_per_patch(tmp_path: Path, monkeypatch:
     assert engine_wheel.wheel_dir(tmp_path) != here
 
 
-def test_an_sdist_with_another_sha256_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_sdist_with_another_sha256_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A downloaded sdist whose sha256 is not the pinned one is never built or cached."""
 
     def fake_download(argv: list[str], what: str) -> None:
@@ -137,7 +143,10 @@ def test_an_sdist_with_another_sha256_is_refused(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(engine_wheel, "run", fake_download)
     assert engine_wheel.main(["--cache-dir", str(tmp_path)]) == 1
-    assert "expected 053b26f5e48d312d4fa27995243f954671be6eece477f150c059c364eb4d7d61: refusing to build it" in capsys.readouterr().err
+    assert (
+        "expected 053b26f5e48d312d4fa27995243f954671be6eece477f150c059c364eb4d7d61: refusing to build it"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "sdist").exists() and not (tmp_path / "wheels").exists()
 
 
@@ -175,7 +184,13 @@ def add(bin_dir: Path, name: str, text: str) -> Path:
 
 
 def pick(bin_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(TOOLS / "python.sh"), *args], capture_output=True, text=True, timeout=30, env={**os.environ, "PATH": str(bin_dir)})
+    return subprocess.run(
+        [str(TOOLS / "python.sh"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PATH": str(bin_dir)},
+    )
 
 
 def test_picker_takes_the_newest_supported_interpreter_that_runs(path_dir: Path) -> None:

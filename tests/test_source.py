@@ -25,7 +25,9 @@ def test_alias_bomb_is_refused() -> None:
         lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")
     problems = problems_of("\n".join(lines).encode())
     assert len(problems) == 1
-    assert re.match(r"bad\.yaml:[1-9]:\d+: document expands to more than 100000 nodes", problems[0]), problems  # located within the 9 lines
+    assert re.match(r"bad\.yaml:[1-9]:\d+: document expands to more than 100000 nodes", problems[0]), (
+        problems
+    )  # located within the 9 lines
 
 
 def test_recursive_alias_is_refused() -> None:
@@ -55,7 +57,9 @@ def test_syntax_error_is_located() -> None:
 def test_python_object_tags_are_not_constructed() -> None:
     """A python/object tag is an error, never an object."""
     problems = problems_of(b"ruleset: !!python/object/apply:os.system ['true']\n")
-    assert problems == ["bad.yaml:1:10: unsupported tag tag:yaml.org,2002:python/object/apply:os.system: only plain YAML is read"]  # at the tag
+    assert problems == [
+        "bad.yaml:1:10: unsupported tag tag:yaml.org,2002:python/object/apply:os.system: only plain YAML is read"
+    ]  # at the tag
 
 
 def test_two_documents_in_one_file_are_refused() -> None:

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from support.data import DEMO_TEXT, load_cases
 from liandong.document.model import RuleSetDocument
 from liandong.errors import RuleDocumentInvalid
+from support.data import DEMO_TEXT, load_cases
 
 CASES = load_cases("invalid_documents.yaml")
 
@@ -46,7 +46,11 @@ def test_invalid_document(case: dict[str, str], make_doc: Callable[[str], RuleSe
 
 def test_every_problem_is_reported(make_doc: Callable[[str], RuleSetDocument]) -> None:
     """Several problems in one document are all reported, not only the first."""
-    text = DEMO_TEXT.replace("units: [chem]", "units: [chemm]").replace("groups: [combat]", "groups: [combt]").replace("type: boolean", "type: bool")
+    text = (
+        DEMO_TEXT.replace("units: [chem]", "units: [chemm]")
+        .replace("groups: [combat]", "groups: [combt]")
+        .replace("type: boolean", "type: bool")
+    )
     with pytest.raises(RuleDocumentInvalid) as caught:
         make_doc(text)
     messages = " | ".join(p.message for p in caught.value.problems)
@@ -63,7 +67,9 @@ def test_problem_renders_like_a_compiler_error(make_doc: Callable[[str], RuleSet
         make_doc(text)
     line = DEMO_TEXT[: DEMO_TEXT.index("units: [chem]")].count("\n") + 1
     problem = caught.value.problems[0]
-    assert str(problem).startswith(f"demo.yaml:{problem.line}:{problem.column}: rule 'hazmat' names unknown unit 'chemm'")
+    assert str(problem).startswith(
+        f"demo.yaml:{problem.line}:{problem.column}: rule 'hazmat' names unknown unit 'chemm'"
+    )
     assert problem.rule_id == "hazmat"
     assert line - 5 <= problem.line <= line
 

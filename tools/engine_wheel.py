@@ -94,10 +94,27 @@ def fetch_sdist(cache: Path, work: Path) -> Path:
     download = work / "download"
     log(f"downloading {PROJECT}=={UPSTREAM_VERSION} (sdist) with pip")
     # --no-binary for this project only: build requirements may still come as wheels.
-    run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", PROJECT, "--dest", str(download), f"{PROJECT}=={UPSTREAM_VERSION}"], "pip download")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            PROJECT,
+            "--dest",
+            str(download),
+            f"{PROJECT}=={UPSTREAM_VERSION}",
+        ],
+        "pip download",
+    )
     got = download / SDIST_NAME
     if not got.exists():
-        raise SetupError(f"pip download did not produce {SDIST_NAME} (got: {', '.join(p.name for p in download.iterdir())})")
+        raise SetupError(
+            f"pip download did not produce {SDIST_NAME} (got: {', '.join(p.name for p in download.iterdir())})"
+        )
     actual = sha256_of(got)
     if actual != SDIST_SHA256:
         raise SetupError(f"{SDIST_NAME} has sha256 {actual}, expected {SDIST_SHA256}: refusing to build it")
@@ -172,7 +189,7 @@ def apply_patch(patch_text: str, root: Path) -> list[str]:
             if len(old) != old_len or len(new) != new_len:
                 raise SetupError(f"patch: hunk at line {old_start} of {rel} is truncated")
             start = old_start - 1 if old_len else old_start
-            if start < consumed or original[start:start + old_len] != old:
+            if start < consumed or original[start : start + old_len] != old:
                 raise SetupError(f"patch: hunk at line {old_start} of {rel} does not match the sdist")
             result.extend(original[consumed:start])
             result.extend(new)
@@ -197,7 +214,21 @@ def build(cache: Path, into: Path) -> Path:
         started = time.monotonic()
         log(f"compiling the engine for {abi_key()} (a C compiler and the Python headers are needed once)")
         out = work / "wheel"
-        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-cache-dir", "--wheel-dir", str(out), str(source)], "building the durable-rules wheel")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-cache-dir",
+                "--wheel-dir",
+                str(out),
+                str(source),
+            ],
+            "building the durable-rules wheel",
+        )
         built = list(out.glob("*.whl"))
         if len(built) != 1 or not built[0].name.startswith(f"durable_rules-{VERSION}-"):
             raise SetupError(f"expected one wheel durable_rules-{VERSION}-*.whl, got {[p.name for p in built]}")
@@ -234,7 +265,20 @@ def main(argv: list[str] | None = None) -> int:
             args.copy_to.mkdir(parents=True, exist_ok=True)
             shutil.copy2(wheel, args.copy_to / wheel.name)
         if args.install:
-            run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--force-reinstall", str(wheel)], "installing the durable-rules wheel")
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-index",
+                    "--force-reinstall",
+                    str(wheel),
+                ],
+                "installing the durable-rules wheel",
+            )
             log(f"installed durable-rules {VERSION} into {sys.prefix}")
     except SetupError as exc:
         log(f"error: {exc}")

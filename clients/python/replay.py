@@ -35,7 +35,16 @@ def read_requests(lines: TextIO, ruleset: str, version: str) -> list[pb.Determin
         try:
             item = json.loads(line)
             occurred = dt.datetime.fromisoformat(item["occurred_at"]) if item.get("occurred_at") else None
-            out.append(Client.request(item["type"], item.get("facts", {}), incident_id=str(item.get("id", number)), occurred_at=occurred, ruleset=ruleset, version=version))
+            out.append(
+                Client.request(
+                    item["type"],
+                    item.get("facts", {}),
+                    incident_id=str(item.get("id", number)),
+                    occurred_at=occurred,
+                    ruleset=ruleset,
+                    version=version,
+                )
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"line {number}: not an incident ({exc})") from None
     return out
@@ -53,13 +62,20 @@ def batch_size(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("incidents", type=argparse.FileType("r", encoding="utf-8"), help="JSON lines file, or - for stdin")
+    parser.add_argument(
+        "incidents", type=argparse.FileType("r", encoding="utf-8"), help="JSON lines file, or - for stdin"
+    )
     parser.add_argument("--target", default="127.0.0.1:50051")
     parser.add_argument("--ruleset", default="")
     parser.add_argument("--version", default="", help="pin this version for every incident")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole replay")
-    parser.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH, help=f"incidents per stream message, 1 to {MAX_BATCH} (default {DEFAULT_BATCH}); "
-                        "lower it when a batch of requests would exceed the server's message size limit")
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=DEFAULT_BATCH,
+        help=f"incidents per stream message, 1 to {MAX_BATCH} (default {DEFAULT_BATCH}); "
+        "lower it when a batch of requests would exceed the server's message size limit",
+    )
     args = parser.parse_args(argv)
     try:
         requests = read_requests(args.incidents, args.ruleset, args.version)
@@ -71,16 +87,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Client(args.target) as client:
             for det in client.determine_many(requests, timeout=args.timeout, batch_size=args.batch_size):
                 answered += 1
-                print(json.dumps({
-                    "incident_id": det.incident_id,
-                    "ruleset": det.ruleset,
-                    "version": det.version,
-                    "level": det.level.code if det.HasField("level") else None,
-                    "lead": det.lead_agency.id if det.HasField("lead_agency") else None,
-                    "rules": [r.id for r in det.matched_rules],
-                }, ensure_ascii=False))
+                print(
+                    json.dumps(
+                        {
+                            "incident_id": det.incident_id,
+                            "ruleset": det.ruleset,
+                            "version": det.version,
+                            "level": det.level.code if det.HasField("level") else None,
+                            "lead": det.lead_agency.id if det.HasField("lead_agency") else None,
+                            "rules": [r.id for r in det.matched_rules],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
     except LiandongError as exc:
-        detail = "; ".join(f"{v.field}: {v.description}" for v in exc.violations) if isinstance(exc, InvalidIncident) else exc.message
+        detail = (
+            "; ".join(f"{v.field}: {v.description}" for v in exc.violations)
+            if isinstance(exc, InvalidIncident)
+            else exc.message
+        )
         print(f"error after {answered} answers: {detail}", file=sys.stderr)
         return 1
     print(f"{answered} incidents answered", file=sys.stderr)

@@ -99,7 +99,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         versions = book.versions(args.ruleset)
         incident_type = args.type or versions[-1].document.incident_types[0]
-        det = book.determine(Incident(type=incident_type, facts=facts, id="cli"), args.ruleset, args.version or "", explain=True)
+        det = book.determine(
+            Incident(type=incident_type, facts=facts, id="cli"), args.ruleset, args.version or "", explain=True
+        )
     except InvalidIncident as exc:
         print(f"error: incident refused by rule set '{exc.ruleset}':", file=sys.stderr)
         for v in exc.violations:
@@ -185,7 +187,9 @@ def cmd_determine(args: argparse.Namespace) -> int:
     facts = dict(parse_fact(f) for f in args.fact)
     try:
         with Client(args.target, timeout=args.timeout, credentials=_credentials(args)) as client:
-            msg = client.determine(args.type, facts, ruleset=args.ruleset, version=args.version, explain=args.explain, incident_id=args.id)
+            msg = client.determine(
+                args.type, facts, ruleset=args.ruleset, version=args.version, explain=args.explain, incident_id=args.id
+            )
     except LiandongError as exc:
         return _client_error(exc)
     if args.json:
@@ -230,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = rsub.add_parser("explain", help="evaluate an incident and show why")
     explain.add_argument("ruleset", help="rule set id, e.g. fire-linkage")
-    explain.add_argument("--fact", action="append", default=[], metavar="NAME=VALUE", help="a fact; repeat for more (values read as JSON, else text)")
+    explain.add_argument(
+        "--fact",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a fact; repeat for more (values read as JSON, else text)",
+    )
     explain.add_argument("--type", default="", help="incident type (default: the rule set's first)")
     explain.add_argument("--version", default="", help="pin a version (default: the one in force today)")
     explain.add_argument("--rules-dir", default="rules", help="where the documents are (default: rules)")
@@ -257,7 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         shown = "(set)" if name == "admin_token" and default else default
         if isinstance(default, bool):
-            serve.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f"{text} [{env_name(name)}; default {str(default).lower()}]")
+            serve.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{text} [{env_name(name)}; default {str(default).lower()}]",
+            )
         else:
             serve.add_argument(flag, dest=name, default=None, help=f"{text} [{env_name(name)}; default {shown!s}]")
     serve.set_defaults(func=cmd_serve)

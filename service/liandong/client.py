@@ -76,14 +76,18 @@ def _details(error: grpc.RpcError, kind: type[M]) -> list[M]:
 
 def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
     return tuple(
-        FieldViolation("" if v.field == "incident.facts" else v.field.removeprefix("incident.facts."), v.description, v.reason)
+        FieldViolation(
+            "" if v.field == "incident.facts" else v.field.removeprefix("incident.facts."), v.description, v.reason
+        )
         for bad in _details(error, error_details_pb2.BadRequest)
         for v in bad.field_violations
     )
 
 
 def _candidates(error: grpc.RpcError) -> tuple[str, ...]:
-    return tuple(v.subject for failure in _details(error, error_details_pb2.PreconditionFailure) for v in failure.violations)
+    return tuple(
+        v.subject for failure in _details(error, error_details_pb2.PreconditionFailure) for v in failure.violations
+    )
 
 
 def to_exception(error: grpc.RpcError, ruleset: str = "", incident_type: str = "") -> LiandongError:
@@ -136,7 +140,9 @@ class Client:
     ) -> None:
         """`credentials` (e.g. liandong.tls.channel_credentials(ca, cert, key)) for a TLS server."""
         if channel is None:
-            channel = grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
+            channel = (
+                grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
+            )
         self._channel = channel
         self._stub = pb_grpc.ResponseServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.timeout = timeout
@@ -197,12 +203,22 @@ class Client:
     ) -> pb.Determination:
         """What the plan in force requires for one incident (the options are those of `request`)."""
         req = self.request(
-            incident_type, facts, incident_id=incident_id, occurred_at=occurred_at, ruleset=ruleset, version=version, explain=explain
+            incident_type,
+            facts,
+            incident_id=incident_id,
+            occurred_at=occurred_at,
+            ruleset=ruleset,
+            version=version,
+            explain=explain,
         )
-        result: pb.Determination = self._call(lambda t: self._stub.Determine(req, timeout=t), req.ruleset, req.incident.type)
+        result: pb.Determination = self._call(
+            lambda t: self._stub.Determine(req, timeout=t), req.ruleset, req.incident.type
+        )
         return result
 
-    def determine_many(self, requests: Iterable[pb.DetermineRequest], timeout: float | None = None, batch_size: int = DEFAULT_BATCH) -> Iterator[pb.Determination]:
+    def determine_many(
+        self, requests: Iterable[pb.DetermineRequest], timeout: float | None = None, batch_size: int = DEFAULT_BATCH
+    ) -> Iterator[pb.Determination]:
         """One answer per request, in request order, through DetermineStream.
 
         Requests are sent in DetermineStreamRequest messages of up to `batch_size` (1 to 1000;
@@ -219,7 +235,9 @@ class Client:
             raise ValueError(f"batch_size must be an integer from 1 to {MAX_BATCH}, not {batch_size!r}")
         return self._stream(requests, timeout, batch_size)
 
-    def _stream(self, requests: Iterable[pb.DetermineRequest], timeout: float | None, batch_size: int) -> Iterator[pb.Determination]:
+    def _stream(
+        self, requests: Iterable[pb.DetermineRequest], timeout: float | None, batch_size: int
+    ) -> Iterator[pb.Determination]:
         call = self._stub.DetermineStream(_batches(requests, batch_size), timeout=timeout)
         try:
             for response in call:
@@ -230,11 +248,15 @@ class Client:
             call.cancel()  # nothing once the call has ended; stops it when the caller stops reading
 
     def list_rulesets(self) -> list[pb.RuleSetSummary]:
-        response: pb.ListRuleSetsResponse = self._call(lambda t: self._stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=t))
+        response: pb.ListRuleSetsResponse = self._call(
+            lambda t: self._stub.ListRuleSets(pb.ListRuleSetsRequest(), timeout=t)
+        )
         return list(response.rulesets)
 
     def get_ruleset(self, ruleset: str, version: str = "") -> pb.RuleSet:
-        result: pb.RuleSet = self._call(lambda t: self._stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=ruleset, version=version), timeout=t), ruleset)
+        result: pb.RuleSet = self._call(
+            lambda t: self._stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=ruleset, version=version), timeout=t), ruleset
+        )
         return result
 
 
@@ -302,7 +324,9 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
                 o.text,
                 tuple(ref_back(w) for w in o.who),
                 o.within.seconds if o.HasField("within") else None,
-                _duration_text(o.within.seconds) if o.timing == pb.Obligation.TIMING_WITHIN and o.HasField("within") else "",
+                _duration_text(o.within.seconds)
+                if o.timing == pb.Obligation.TIMING_WITHIN and o.HasField("within")
+                else "",
                 _citation_back(o.citation),
                 _citations_back(o.citations),
                 TIMING_BACK.get(o.timing, Timing.NONE),
@@ -323,4 +347,14 @@ def _duration_text(seconds: int) -> str:
     return f"{seconds}s"
 
 
-__all__ = ["Client", "ServiceError", "determination_from_proto", "EvaluationError", "InvalidIncident", "RuleSetNotFound", "AmbiguousIncidentType", "UnknownIncidentType", "to_exception"]
+__all__ = [
+    "Client",
+    "ServiceError",
+    "determination_from_proto",
+    "EvaluationError",
+    "InvalidIncident",
+    "RuleSetNotFound",
+    "AmbiguousIncidentType",
+    "UnknownIncidentType",
+    "to_exception",
+]

@@ -94,11 +94,17 @@ def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -
     inc = p.mapping(m.entries.get("incident"), f"{where} incident", ("type", "facts", "id", "occurred_at"), ("type",))
     want_value = m.entries.get("want")
     want = p.mapping(want_value, f"{where} want", WANT_KEYS) if want_value is not None else None
-    code = p.text(m.entries.get("want_error_code"), f"{where} want_error_code") if "want_error_code" in m.entries else ""
+    code = (
+        p.text(m.entries.get("want_error_code"), f"{where} want_error_code") if "want_error_code" in m.entries else ""
+    )
     if (want_value is None) == (not code):
         p.problem(m, f"{where} needs exactly one of 'want' and 'want_error_code'", key="want")
     if code and code not in ERROR_CODES:
-        p.problem(m.entries["want_error_code"], f"{where} want_error_code '{code}' is not one of {', '.join(ERROR_CODES)}", key="want_error_code")
+        p.problem(
+            m.entries["want_error_code"],
+            f"{where} want_error_code '{code}' is not one of {', '.join(ERROR_CODES)}",
+            key="want_error_code",
+        )
     if inc is None:
         return None
     itype = p.text(inc.entries.get("type"), f"{where} incident type")
@@ -119,7 +125,9 @@ def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -
             p.problem(raw, f"{where} occurred_at must be a date or time", key="occurred_at")
     if itype is None:
         return None
-    incident = Incident(type=itype, facts=facts, id=str(plain(inc.entries["id"])) if "id" in inc.entries else note, occurred_at=occurred)
+    incident = Incident(
+        type=itype, facts=facts, id=str(plain(inc.entries["id"])) if "id" in inc.entries else note, occurred_at=occurred
+    )
     wanted = {k: plain(v) for k, v in want.entries.items()} if want is not None else {}
     return Case(note, incident, wanted, code or "", m.line)
 
@@ -178,7 +186,9 @@ def run_case(book: RuleBook, fixture: FixtureFile, case: Case) -> CaseResult:
             return result()
         return result(f"error {exc.code}: {exc.message}")
     if case.want_error_code:
-        return result(f"want error {case.want_error_code}, got an answer (level {det.level.code if det.level else None})")
+        return result(
+            f"want error {case.want_error_code}, got an answer (level {det.level.code if det.level else None})"
+        )
     return result(*compare(case.want, det))
 
 
@@ -189,7 +199,17 @@ def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
     except EvaluationError:
         versions = ()
     if not any(c.document.version == fixture.version for c in versions):
-        raise RuleDocumentInvalid([Problem(fixture.path, 1, 1, f"fixtures name rule set '{fixture.ruleset}' version '{fixture.version}', which is not loaded", key="version")])
+        raise RuleDocumentInvalid(
+            [
+                Problem(
+                    fixture.path,
+                    1,
+                    1,
+                    f"fixtures name rule set '{fixture.ruleset}' version '{fixture.version}', which is not loaded",
+                    key="version",
+                )
+            ]
+        )
     return [run_case(book, fixture, case) for case in fixture.cases]
 
 

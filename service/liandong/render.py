@@ -67,7 +67,11 @@ def to_text(det: Determination, explain: bool = False) -> str:
         out.append("obligations")
         for o in det.obligations:
             who = "、".join(u.name for u in o.who)
-            out.append(f"  - {o.text}{_timing(o)}" + (f" — {who}" if who else "") + f" ({_cited(o.citation, o.citations, True)})")
+            out.append(
+                f"  - {o.text}{_timing(o)}"
+                + (f" — {who}" if who else "")
+                + f" ({_cited(o.citation, o.citations, True)})"
+            )
     if det.assumed:
         out.append("assumed    (not sent: the rule set's defaults were used)")
         for a in det.assumed:

@@ -28,13 +28,15 @@ def plan_day(moment: dt.datetime) -> dt.date:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class RuleBook:
     """An immutable snapshot of compiled rule sets; a reload builds a new one and swaps it in."""
 
-    def __init__(self, docs: Iterable[RuleSetDocument], runtime: DurableRuntime, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+    def __init__(
+        self, docs: Iterable[RuleSetDocument], runtime: DurableRuntime, clock: Callable[[], dt.datetime] = _utcnow
+    ) -> None:
         self.runtime = runtime
         self._clock = clock
         compiled = [compile_document(doc) for doc in docs]
@@ -62,7 +64,9 @@ class RuleBook:
     def versions(self, ruleset: str) -> tuple[CompiledRuleSet, ...]:
         """Every version of a rule set, oldest effective_from first."""
         if ruleset not in self._by_ruleset:
-            raise RuleSetNotFound(f"no rule set '{ruleset}' is loaded", ruleset=ruleset, suggestion=closest(ruleset, self._by_ruleset))
+            raise RuleSetNotFound(
+                f"no rule set '{ruleset}' is loaded", ruleset=ruleset, suggestion=closest(ruleset, self._by_ruleset)
+            )
         return self._by_ruleset[ruleset]
 
     def incident_types(self) -> dict[str, tuple[str, ...]]:
@@ -74,7 +78,9 @@ class RuleBook:
         day = plan_day(at or self._clock())
         in_force = [c for c in self.versions(ruleset) if c.document.in_force(day)]
         if not in_force:
-            raise RuleSetNotFound(f"no version of rule set '{ruleset}' is in force on {day.isoformat()}", ruleset=ruleset)
+            raise RuleSetNotFound(
+                f"no version of rule set '{ruleset}' is in force on {day.isoformat()}", ruleset=ruleset
+            )
         return in_force[-1]
 
     # -- answering ---------------------------------------------------------------------------------
@@ -92,7 +98,11 @@ class RuleBook:
             chosen = next((c for c in versions if c.document.version == version), None)
             if chosen is None:
                 known = [c.document.version for c in versions]
-                raise RuleSetNotFound(f"rule set '{ruleset}' has no version '{version}' (loaded: {', '.join(known)})", ruleset=ruleset, suggestion=closest(version, known))
+                raise RuleSetNotFound(
+                    f"rule set '{ruleset}' has no version '{version}' (loaded: {', '.join(known)})",
+                    ruleset=ruleset,
+                    suggestion=closest(version, known),
+                )
         else:
             chosen = self.active(ruleset, incident.occurred_at)
         if incident.type not in chosen.document.incident_types:
@@ -100,13 +110,17 @@ class RuleBook:
             raise UnknownIncidentType(incident.type, claimed, closest(incident.type, claimed))
         return chosen
 
-    def determine(self, incident: Incident, ruleset: str = "", version: str = "", explain: bool = False) -> Determination:
+    def determine(
+        self, incident: Incident, ruleset: str = "", version: str = "", explain: bool = False
+    ) -> Determination:
         """What the plan in force requires for the incident, and which clauses say so."""
         compiled = self.select(incident, ruleset, version)
         return evaluate(self.runtime, compiled, incident, explain)
 
 
-def evaluate(runtime: DurableRuntime, compiled: CompiledRuleSet, incident: Incident, explain: bool = False) -> Determination:
+def evaluate(
+    runtime: DurableRuntime, compiled: CompiledRuleSet, incident: Incident, explain: bool = False
+) -> Determination:
     """Check the facts (each against its input, not empty, then the document's cross-input checks),
     fire the rules in durable-rules, and combine what fired."""
     doc = compiled.document

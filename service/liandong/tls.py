@@ -37,12 +37,16 @@ def check_pair(cert_file: str, key_file: str) -> tuple[bytes, bytes]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 
     def no_password() -> str:  # OpenSSL would otherwise ask on the terminal, and gRPC cannot decrypt it
-        raise TLSError(f"private key {key_file} is encrypted; give gRPC an unencrypted key (readable by the service only)")
+        raise TLSError(
+            f"private key {key_file} is encrypted; give gRPC an unencrypted key (readable by the service only)"
+        )
 
     try:
         context.load_cert_chain(cert_file, key_file, password=no_password)
     except ssl.SSLError as exc:
-        raise TLSError(f"certificate {cert_file} and key {key_file} cannot be used together: {exc.reason or exc}") from None
+        raise TLSError(
+            f"certificate {cert_file} and key {key_file} cannot be used together: {exc.reason or exc}"
+        ) from None
     return cert, key
 
 
@@ -61,7 +65,9 @@ def server_credentials(cert_file: str, key_file: str, client_ca_file: str = "") 
     """TLS with this certificate; with a client CA, every client must present a certificate it signed."""
     cert, key = check_pair(cert_file, key_file)
     client_ca = check_ca(client_ca_file) if client_ca_file else None
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None)
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 def channel_credentials(ca_file: str = "", cert_file: str = "", key_file: str = "") -> grpc.ChannelCredentials:

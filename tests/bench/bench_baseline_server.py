@@ -32,7 +32,9 @@ class EmptyServicer(pb_grpc.ResponseServiceServicer):
     def Determine(self, request: pb.DetermineRequest, context: grpc.ServicerContext) -> pb.Determination:
         return self.answer
 
-    def DetermineStream(self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext) -> Iterator[pb.DetermineStreamResponse]:
+    def DetermineStream(
+        self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.DetermineStreamResponse]:
         for batch in request_iterator:
             yield pb.DetermineStreamResponse(determinations=[self.answer] * len(batch.requests))
 
@@ -45,8 +47,15 @@ def canned_answer() -> pb.Determination:
     from liandong.rulebook import RuleBook
     from liandong.server.answers import AnswerCodec
 
-    facts = {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True, "casualties_need_treatment": True,
-             "evacuation_or_traffic_control": True, "power_involved": True, "communications_needed": True}
+    facts = {
+        "deaths": 3,
+        "serious_injuries": 12,
+        "hazardous_materials": True,
+        "casualties_need_treatment": True,
+        "evacuation_or_traffic_control": True,
+        "power_involved": True,
+        "communications_needed": True,
+    }
     book = RuleBook.load(RULES, DurableRuntime())
     det = book.determine(Incident(type="fire", facts=facts, id="canned"))
     return AnswerCodec(book.active("fire-linkage")).message(det, "canned", False)
@@ -57,15 +66,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", required=True)
     parser.add_argument("--max-workers", type=int, default=defaults.max_workers)
-    parser.add_argument("--canned", action="store_true", help="answer with one real Determination instead of an empty one")
+    parser.add_argument(
+        "--canned", action="store_true", help="answer with one real Determination instead of an empty one"
+    )
     args = parser.parse_args()
     options = [
         ("grpc.max_receive_message_length", defaults.max_message_bytes),
         ("grpc.max_send_message_length", defaults.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="rpc"), options=options)
-    pb_grpc.add_ResponseServiceServicer_to_server(EmptyServicer(canned_answer() if args.canned else pb.Determination()), server)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="rpc"), options=options
+    )
+    pb_grpc.add_ResponseServiceServicer_to_server(
+        EmptyServicer(canned_answer() if args.canned else pb.Determination()), server
+    )
     checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     server.add_insecure_port(args.listen)

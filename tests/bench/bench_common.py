@@ -36,9 +36,18 @@ def fire_facts(rng: random.Random) -> Facts:
         "serious_injuries": rng.choice([0, 0, 3, 9, 10, 20, 49, 50, 80, 100, 130]),
         "direct_loss_yuan": float(rng.choice([0, 5e5, 9.9e6, 1e7, 3e7, 5e7, 9e7, 1e8, 2e8])),
     }
-    for flag in ("hazardous_materials", "casualties_need_treatment", "evacuation_or_traffic_control", "power_involved",
-                 "gas_water_or_building_safety", "environmental_pollution_risk", "residents_need_resettlement",
-                 "communications_needed", "weather_sensitive", "transport_or_road_repair"):
+    for flag in (
+        "hazardous_materials",
+        "casualties_need_treatment",
+        "evacuation_or_traffic_control",
+        "power_involved",
+        "gas_water_or_building_safety",
+        "environmental_pollution_risk",
+        "residents_need_resettlement",
+        "communications_needed",
+        "weather_sensitive",
+        "transport_or_road_repair",
+    ):
         if rng.random() < 0.4:
             facts[flag] = rng.random() < 0.7
     return facts
@@ -66,7 +75,9 @@ def mass_incident_facts(rng: random.Random) -> Facts:
     if rng.random() < 0.5:
         facts["local_forces_can_control"] = rng.random() < 0.6
     if rng.random() < 0.5:
-        facts["category"] = rng.choice(["block_traffic", "fights_and_riots", "strikes_petitions_demonstrations", "large_events"])
+        facts["category"] = rng.choice(
+            ["block_traffic", "fights_and_riots", "strikes_petitions_demonstrations", "large_events"]
+        )
     if rng.random() < 0.3:
         facts["violent_crime"] = True
     if rng.random() < 0.3:

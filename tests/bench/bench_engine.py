@@ -81,16 +81,22 @@ def zen_grading_table() -> dict[str, object]:
     return {
         "nodes": [
             {"id": "in", "type": "inputNode", "name": "request", "position": {"x": 0, "y": 0}},
-            {"id": "table", "type": "decisionTableNode", "name": "fire grade", "position": {"x": 200, "y": 0}, "content": {
-                "hitPolicy": "first",
-                "inputs": [
-                    {"id": "in_d", "name": "deaths", "field": "deaths"},
-                    {"id": "in_s", "name": "serious_injuries", "field": "serious_injuries"},
-                    {"id": "in_l", "name": "direct_loss_yuan", "field": "direct_loss_yuan"},
-                ],
-                "outputs": [{"id": "out_g", "name": "level", "field": "level"}],
-                "rules": rows,
-            }},
+            {
+                "id": "table",
+                "type": "decisionTableNode",
+                "name": "fire grade",
+                "position": {"x": 200, "y": 0},
+                "content": {
+                    "hitPolicy": "first",
+                    "inputs": [
+                        {"id": "in_d", "name": "deaths", "field": "deaths"},
+                        {"id": "in_s", "name": "serious_injuries", "field": "serious_injuries"},
+                        {"id": "in_l", "name": "direct_loss_yuan", "field": "direct_loss_yuan"},
+                    ],
+                    "outputs": [{"id": "out_g", "name": "level", "field": "level"}],
+                    "rules": rows,
+                },
+            },
             {"id": "out", "type": "outputNode", "name": "response", "position": {"x": 400, "y": 0}},
         ],
         "edges": [
@@ -123,8 +129,10 @@ def main() -> int:
         grading = RuleBook.load(grading_document(Path(tmp)), runtime)
     decision = zen.ZenEngine().create_decision(json.dumps(zen_grading_table()))
     agree = sum(
-        1 for f in grade_facts
-        if (grading.determine(Incident(type="fire", facts=f)).level or _no_level()).code == decision.evaluate(f)["result"]["level"]
+        1
+        for f in grade_facts
+        if (grading.determine(Incident(type="fire", facts=f)).level or _no_level()).code
+        == decision.evaluate(f)["result"]["level"]
     )
     incidents = [Incident(type="fire", facts=f) for f in grade_facts]
     liandong = timed(lambda inc: grading.determine(inc), incidents, args.seconds)

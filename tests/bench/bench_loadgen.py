@@ -38,7 +38,10 @@ def requests(ruleset: str, size: int, explain: bool = False) -> list[pb.Determin
 async def unary(args: argparse.Namespace) -> dict[str, object]:
     pool = requests(args.ruleset, 1000, args.explain)
     options = [("grpc.use_local_subchannel_pool", 1)]  # one connection per channel, so SO_REUSEPORT can spread them
-    channels = [grpc.aio.insecure_channel(args.target, options=options) for _ in range(max(1, min(args.channels, args.concurrency)))]
+    channels = [
+        grpc.aio.insecure_channel(args.target, options=options)
+        for _ in range(max(1, min(args.channels, args.concurrency)))
+    ]
     stubs = [pb_grpc.ResponseServiceStub(c) for c in channels]
     latencies: list[float] = []
     codes: Counter[str] = Counter()
@@ -97,7 +100,7 @@ async def unary(args: argparse.Namespace) -> dict[str, object]:
 
 
 def batches(reqs: list[pb.DetermineRequest], size: int) -> list[pb.DetermineStreamRequest]:
-    return [pb.DetermineStreamRequest(requests=reqs[i:i + size]) for i in range(0, len(reqs), size)]
+    return [pb.DetermineStreamRequest(requests=reqs[i : i + size]) for i in range(0, len(reqs), size)]
 
 
 def stream(args: argparse.Namespace) -> dict[str, object]:
@@ -148,7 +151,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=10_000, help="stream: incidents in the stream")
     parser.add_argument("--batch-size", type=int, default=100, help="stream: requests per DetermineStreamRequest")
     parser.add_argument("--repeat", type=int, default=1, help="stream: streams of --count, one after another")
-    parser.add_argument("--max-seconds", type=float, default=600.0, help="stream: start no further stream after this long")
+    parser.add_argument(
+        "--max-seconds", type=float, default=600.0, help="stream: start no further stream after this long"
+    )
     parser.add_argument("--stream-timeout", type=float, default=120.0)
     args = parser.parse_args()
     result = asyncio.run(unary(args)) if args.mode == "unary" else stream(args)

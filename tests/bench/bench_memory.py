@@ -29,7 +29,12 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=1_000_000)
     parser.add_argument("--warmup", type=int, default=20_000)
     parser.add_argument("--max-seconds", type=float, default=400.0)
-    parser.add_argument("--proto", action=argparse.BooleanOptionalAction, default=True, help="also build the serialized answer, as the service does")
+    parser.add_argument(
+        "--proto",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also build the serialized answer, as the service does",
+    )
     args = parser.parse_args()
     book = RuleBook.load(RULES, DurableRuntime())
     answers = codecs(c for name in book.rulesets() for c in book.versions(name))
@@ -56,19 +61,26 @@ def main() -> int:
         for i in range(done, min(done + step, args.decisions)):
             one(i)
         done = min(done + step, args.decisions)
-        checkpoints.append({"decisions": done, "rss_kib": rss_kib(pid), "seconds": round(time.perf_counter() - start, 1)})
+        checkpoints.append(
+            {"decisions": done, "rss_kib": rss_kib(pid), "seconds": round(time.perf_counter() - start, 1)}
+        )
     gc.collect()
     after = rss_kib(pid)
-    print(json.dumps({
-        "path": "in-process select + evaluate" + (" + serialized answer" if args.proto else ""),
-        "decisions": done,
-        "requested": args.decisions,
-        "seconds": round(time.perf_counter() - start, 1),
-        "rss_before_kib": before,
-        "rss_after_kib": after,
-        "growth_kib": after - before,
-        "checkpoints": checkpoints,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "path": "in-process select + evaluate" + (" + serialized answer" if args.proto else ""),
+                "decisions": done,
+                "requested": args.decisions,
+                "seconds": round(time.perf_counter() - start, 1),
+                "rss_before_kib": before,
+                "rss_after_kib": after,
+                "growth_kib": after - before,
+                "checkpoints": checkpoints,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -52,10 +52,26 @@ class Server:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         if kind == "liandong":
-            cmd = [LIANDONG, "serve", "--listen", self.target, "--metrics-listen", f"127.0.0.1:{free_port()}", "--rules-dir", str(RULES),
-                   "--admin-token", ADMIN_TOKEN, "--grace-seconds", "2", "--workers", str(workers)]
+            cmd = [
+                LIANDONG,
+                "serve",
+                "--listen",
+                self.target,
+                "--metrics-listen",
+                f"127.0.0.1:{free_port()}",
+                "--rules-dir",
+                str(RULES),
+                "--admin-token",
+                ADMIN_TOKEN,
+                "--grace-seconds",
+                "2",
+                "--workers",
+                str(workers),
+            ]
         else:
-            cmd = [PYTHON, str(BENCH / "bench_baseline_server.py"), "--listen", self.target] + (["--canned"] if kind == "canned" else [])
+            cmd = [PYTHON, str(BENCH / "bench_baseline_server.py"), "--listen", self.target] + (
+                ["--canned"] if kind == "canned" else []
+            )
         self.started = time.monotonic()
         # Decision logs are on (the default level), written to /dev/null: the cost of logging is in.
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), cwd=ROOT)
@@ -84,12 +100,18 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "service"], capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--", "service"], capture_output=True, text=True, cwd=ROOT, timeout=10
+            ).stdout.strip()
+        )
     except OSError:
         commit, dirty = "", False
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
@@ -107,7 +129,9 @@ def ratio(a: float, b: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "bench-out"))
-    parser.add_argument("--quick", action="store_true", help="shorter windows and 100 000 decisions for memory (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter windows and 100 000 decisions for memory (a smoke run)"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,27 +163,63 @@ def main() -> int:
                 row[name] = loadgen(servers[name].target, "unary", "--concurrency", str(n), "--duration", window)
             row["throughput_ratio"] = ratio(row["liandong"]["throughput_rps"], row["baseline"]["throughput_rps"])
             row["p99_ratio"] = ratio(row["liandong"]["p99_ms"], row["baseline"]["p99_ms"])
-            row["throughput_ratio_vs_canned"] = ratio(row["liandong"]["throughput_rps"], row["canned"]["throughput_rps"])
+            row["throughput_ratio_vs_canned"] = ratio(
+                row["liandong"]["throughput_rps"], row["canned"]["throughput_rps"]
+            )
             row["p99_ratio_vs_canned"] = ratio(row["liandong"]["p99_ms"], row["canned"]["p99_ms"])
             rpc[f"n{n}"] = row
             log(f"  N={n}: throughput x{row['throughput_ratio']}, p99 x{row['p99_ratio']} of the empty handler")
         report["rpc"] = rpc
 
         log("bulk: DetermineStream with 10 000 incidents, 100 a message (and 1 a message, for comparison)")
-        report["stream"] = {name: loadgen(servers[name].target, "stream", "--count", "10000", "--batch-size", "100") for name in ("baseline", "liandong")}
-        report["stream"]["ratio"] = ratio(report["stream"]["liandong"]["decisions_per_s"], report["stream"]["baseline"]["decisions_per_s"])
-        report["stream_single"] = {name: loadgen(servers[name].target, "stream", "--count", "10000", "--batch-size", "1") for name in ("baseline", "liandong")}
+        report["stream"] = {
+            name: loadgen(servers[name].target, "stream", "--count", "10000", "--batch-size", "100")
+            for name in ("baseline", "liandong")
+        }
+        report["stream"]["ratio"] = ratio(
+            report["stream"]["liandong"]["decisions_per_s"], report["stream"]["baseline"]["decisions_per_s"]
+        )
+        report["stream_single"] = {
+            name: loadgen(servers[name].target, "stream", "--count", "10000", "--batch-size", "1")
+            for name in ("baseline", "liandong")
+        }
 
         log("reload: every bundled rule set, idle and under load")
         report["reload"] = reload_figures(liandong, args.quick)
-        decisions_served = sum(r["liandong"]["calls"] for r in rpc.values()) + 2 * 10_200 + report["reload"]["under_load"]["calls"]
-        report["rpc_memory"] = {"rss_before_kib": rss_start, "rss_after_kib": liandong.rss_kib(), "decisions_at_least": decisions_served}
+        decisions_served = (
+            sum(r["liandong"]["calls"] for r in rpc.values()) + 2 * 10_200 + report["reload"]["under_load"]["calls"]
+        )
+        report["rpc_memory"] = {
+            "rss_before_kib": rss_start,
+            "rss_after_kib": liandong.rss_kib(),
+            "decisions_at_least": decisions_served,
+        }
 
         decisions = 100_000 if args.quick else 1_000_000
-        log(f"memory: {decisions} decisions through the server (DetermineStream, every rule set), after the calls above")
+        log(
+            f"memory: {decisions} decisions through the server (DetermineStream, every rule set), after the calls above"
+        )
         warm = liandong.rss_kib()
-        streamed = loadgen(liandong.target, "stream", "--ruleset", "all", "--count", "10000", "--repeat", str(decisions // 10_000), "--max-seconds", "900", timeout=1200)
-        report["server_memory"] = {"rss_before_kib": warm, "rss_after_kib": liandong.rss_kib(), "decisions": streamed["answered"], "seconds": streamed["elapsed_s"], "code": streamed["code"]}
+        streamed = loadgen(
+            liandong.target,
+            "stream",
+            "--ruleset",
+            "all",
+            "--count",
+            "10000",
+            "--repeat",
+            str(decisions // 10_000),
+            "--max-seconds",
+            "900",
+            timeout=1200,
+        )
+        report["server_memory"] = {
+            "rss_before_kib": warm,
+            "rss_after_kib": liandong.rss_kib(),
+            "decisions": streamed["answered"],
+            "seconds": streamed["elapsed_s"],
+            "code": streamed["code"],
+        }
     finally:
         for s in servers.values():
             s.close()
@@ -169,15 +229,22 @@ def main() -> int:
     for workers in (1, 2):
         s = Server("liandong", workers)
         try:
-            scaling[f"workers_{workers}"] = {f"n{n}": loadgen(s.target, "unary", "--concurrency", str(n), "--channels", "8", "--duration", window) for n in (8, 64)}
+            scaling[f"workers_{workers}"] = {
+                f"n{n}": loadgen(s.target, "unary", "--concurrency", str(n), "--channels", "8", "--duration", window)
+                for n in (8, 64)
+            }
         finally:
             s.close()
     for n in (8, 64):
-        scaling[f"n{n}_ratio"] = ratio(scaling["workers_2"][f"n{n}"]["throughput_rps"], scaling["workers_1"][f"n{n}"]["throughput_rps"])
+        scaling[f"n{n}_ratio"] = ratio(
+            scaling["workers_2"][f"n{n}"]["throughput_rps"], scaling["workers_1"][f"n{n}"]["throughput_rps"]
+        )
     report["scaling"] = scaling
 
     log(f"memory: {decisions} decisions in process")
-    report["memory"] = run_json([str(BENCH / "bench_memory.py"), "--decisions", str(decisions), "--max-seconds", "420"], 600)
+    report["memory"] = run_json(
+        [str(BENCH / "bench_memory.py"), "--decisions", str(decisions), "--max-seconds", "420"], 600
+    )
 
     report["targets"] = targets(report)
     report["elapsed_s"] = round(time.monotonic() - began, 1)
@@ -203,8 +270,25 @@ def reload_figures(server: Server, quick: bool) -> dict[str, Any]:
 
         idle = [reload_once() for _ in range(3)]
         seconds = 3 if quick else 6
-        gen = subprocess.Popen([PYTHON, str(BENCH / "bench_loadgen.py"), "unary", "--target", server.target, "--concurrency", "8",
-                                "--duration", str(seconds), "--warmup", "0.5"], stdout=subprocess.PIPE, text=True, env=env(), cwd=ROOT)
+        gen = subprocess.Popen(
+            [
+                PYTHON,
+                str(BENCH / "bench_loadgen.py"),
+                "unary",
+                "--target",
+                server.target,
+                "--concurrency",
+                "8",
+                "--duration",
+                str(seconds),
+                "--warmup",
+                "0.5",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=ROOT,
+        )
         under: list[tuple[float, bool]] = []
         try:
             time.sleep(1.5)  # the generator is up and calling
@@ -220,9 +304,16 @@ def reload_figures(server: Server, quick: bool) -> dict[str, Any]:
     return {
         "idle_s": [round(t, 3) for t, _ in idle],
         "idle_ok": all(ok for _, ok in idle),
-        "under_load": {"reloads": len(under), "reload_s": [round(t, 3) for t, _ in under], "all_ok": all(ok for _, ok in under),
-                       "calls": load["calls"], "failed": load["failed"], "codes": load["codes"], "throughput_rps": load["throughput_rps"],
-                       "p99_ms": load["p99_ms"]},
+        "under_load": {
+            "reloads": len(under),
+            "reload_s": [round(t, 3) for t, _ in under],
+            "all_ok": all(ok for _, ok in under),
+            "calls": load["calls"],
+            "failed": load["failed"],
+            "codes": load["codes"],
+            "throughput_rps": load["throughput_rps"],
+            "p99_ms": load["p99_ms"],
+        },
     }
 
 
@@ -230,24 +321,64 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for n in CONCURRENCY:
         row = r["rpc"][f"n{n}"]
-        rows.append({"target": f"Determine throughput >= 85% of the empty handler (N={n})", "measured": row["throughput_ratio"], "met": row["throughput_ratio"] >= 0.85})
-        rows.append({"target": f"Determine p99 <= 1.25x the empty handler's (N={n})", "measured": row["p99_ratio"], "met": row["p99_ratio"] <= 1.25})
+        rows.append(
+            {
+                "target": f"Determine throughput >= 85% of the empty handler (N={n})",
+                "measured": row["throughput_ratio"],
+                "met": row["throughput_ratio"] >= 0.85,
+            }
+        )
+        rows.append(
+            {
+                "target": f"Determine p99 <= 1.25x the empty handler's (N={n})",
+                "measured": row["p99_ratio"],
+                "met": row["p99_ratio"] <= 1.25,
+            }
+        )
     g = r["engine"]["grading"]
-    rows.append({"target": "engine >= 2x faster than zen-engine on the grading table (median)", "measured": g["speedup_median"], "met": g["speedup_median"] >= 2})
+    rows.append(
+        {
+            "target": "engine >= 2x faster than zen-engine on the grading table (median)",
+            "measured": g["speedup_median"],
+            "met": g["speedup_median"] >= 2,
+        }
+    )
     s = r["stream"]["liandong"]["decisions_per_s"]
     rows.append({"target": "DetermineStream >= 10 000 decisions/s", "measured": s, "met": s >= 10_000})
     sm = r["server_memory"]
     growth_mb = (sm["rss_after_kib"] - sm["rss_before_kib"]) / 1024
-    rows.append({"target": f"server RSS growth < 10 MB over 1 000 000 decisions (over gRPC, {sm['decisions']} done)", "measured": round(growth_mb, 2),
-                 "met": growth_mb < 10 and sm["decisions"] >= 1_000_000})
+    rows.append(
+        {
+            "target": f"server RSS growth < 10 MB over 1 000 000 decisions (over gRPC, {sm['decisions']} done)",
+            "measured": round(growth_mb, 2),
+            "met": growth_mb < 10 and sm["decisions"] >= 1_000_000,
+        }
+    )
     m = r["memory"]
     growth_mb = m["growth_kib"] / 1024
-    rows.append({"target": f"RSS growth < 10 MB over 1 000 000 decisions ({m['path']}, {m['decisions']} done)", "measured": round(growth_mb, 2),
-                 "met": growth_mb < 10 and m["decisions"] >= 1_000_000})
+    rows.append(
+        {
+            "target": f"RSS growth < 10 MB over 1 000 000 decisions ({m['path']}, {m['decisions']} done)",
+            "measured": round(growth_mb, 2),
+            "met": growth_mb < 10 and m["decisions"] >= 1_000_000,
+        }
+    )
     failed = r["reload"]["under_load"]["failed"]
-    rows.append({"target": "zero failed calls during reloads under load", "measured": failed, "met": failed == 0 and r["reload"]["under_load"]["reloads"] > 0})
+    rows.append(
+        {
+            "target": "zero failed calls during reloads under load",
+            "measured": failed,
+            "met": failed == 0 and r["reload"]["under_load"]["reloads"] > 0,
+        }
+    )
     worst = max(r["start"]["workers_1"]["max_s"], r["start"]["workers_2"]["max_s"])
-    rows.append({"target": "SERVING within 2 s of process start (worst run, 1 or 2 workers)", "measured": worst, "met": worst <= 2})
+    rows.append(
+        {
+            "target": "SERVING within 2 s of process start (worst run, 1 or 2 workers)",
+            "measured": worst,
+            "met": worst <= 2,
+        }
+    )
     return rows
 
 
@@ -268,9 +399,17 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |" for t in r["targets"]]
-    lines += ["", "## 1. Engine, in process (µs per evaluation)", "", "| rule set | median | p99 | median, explain | p99, explain |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## 1. Engine, in process (µs per evaluation)",
+        "",
+        "| rule set | median | p99 | median, explain | p99, explain |",
+        "|---|---|---|---|---|",
+    ]
     for name, f in r["engine"]["rulesets"].items():
-        lines.append(f"| {name} | {f['plain']['median_us']} | {f['plain']['p99_us']} | {f['explain']['median_us']} | {f['explain']['p99_us']} |")
+        lines.append(
+            f"| {name} | {f['plain']['median_us']} | {f['plain']['p99_us']} | {f['explain']['median_us']} | {f['explain']['p99_us']} |"
+        )
     g = r["engine"]["grading"]
     lines += [
         "",
@@ -297,10 +436,16 @@ def markdown(r: dict[str, Any]) -> str:
         for name in ("baseline", "canned", "liandong"):
             x = row[name]
             lines.append(f"| {n} | {name} | {x['throughput_rps']} | {x['p50_ms']} | {x['p99_ms']} | {x['failed']} |")
-    lines += ["", "| N | throughput / empty | p99 / empty | throughput / canned | p99 / canned |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| N | throughput / empty | p99 / empty | throughput / canned | p99 / canned |",
+        "|---|---|---|---|---|",
+    ]
     for n in CONCURRENCY:
         row = r["rpc"][f"n{n}"]
-        lines.append(f"| {n} | {row['throughput_ratio']} | {row['p99_ratio']} | {row['throughput_ratio_vs_canned']} | {row['p99_ratio_vs_canned']} |")
+        lines.append(
+            f"| {n} | {row['throughput_ratio']} | {row['p99_ratio']} | {row['throughput_ratio_vs_canned']} | {row['p99_ratio_vs_canned']} |"
+        )
     st = r["stream"]
     lines += [
         "",
@@ -312,7 +457,9 @@ def markdown(r: dict[str, Any]) -> str:
     for label, key in (("100", "stream"), ("1", "stream_single")):
         for name in ("baseline", "liandong"):
             x = r[key][name]
-            lines.append(f"| {label} | {name} | {x['decisions_per_s']} | {x['elapsed_s']} | {x['answered']} | {x['code']} |")
+            lines.append(
+                f"| {label} | {name} | {x['decisions_per_s']} | {x['elapsed_s']} | {x['answered']} | {x['code']} |"
+            )
     lines += [
         "",
         f"With 100 a message Liandong runs at {st['ratio']} of the empty handler's stream.",
@@ -324,7 +471,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [
         f"- {mem['path']}: {mem['decisions']} decisions in {mem['seconds']} s; RSS {mem['rss_before_kib']} KiB after warm-up, "
         f"{mem['rss_after_kib']} KiB after: growth **{mem['growth_kib'] / 1024:.2f} MB**",
-        "- checkpoints (decisions: RSS KiB): " + ", ".join(f"{c['decisions']}: {c['rss_kib']}" for c in mem["checkpoints"]),
+        "- checkpoints (decisions: RSS KiB): "
+        + ", ".join(f"{c['decisions']}: {c['rss_kib']}" for c in mem["checkpoints"]),
     ]
     sm = r["server_memory"]
     lines += [
@@ -352,10 +500,18 @@ def markdown(r: dict[str, Any]) -> str:
     for k, v in r["start"].items():
         lines.append(f"- {k.replace('_', ' ')}: process start to SERVING {', '.join(map(str, v['runs_s']))} s")
     sc = r["scaling"]
-    lines += ["", "## Scaling out: --workers 1 vs 2 (8 client connections)", "", "| N | 1 worker /s | 2 workers /s | ratio | p99 ms 1 / 2 |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Scaling out: --workers 1 vs 2 (8 client connections)",
+        "",
+        "| N | 1 worker /s | 2 workers /s | ratio | p99 ms 1 / 2 |",
+        "|---|---|---|---|---|",
+    ]
     for n in (8, 64):
         a, b = sc["workers_1"][f"n{n}"], sc["workers_2"][f"n{n}"]
-        lines.append(f"| {n} | {a['throughput_rps']} | {b['throughput_rps']} | {sc[f'n{n}_ratio']} | {a['p99_ms']} / {b['p99_ms']} |")
+        lines.append(
+            f"| {n} | {a['throughput_rps']} | {b['throughput_rps']} | {sc[f'n{n}_ratio']} | {a['p99_ms']} / {b['p99_ms']} |"
+        )
     lines.append("")
     return "\n".join(lines)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from reliability import SOAK_DECISIONS
 from support.certs import Certs, make_certs
 from support.data import TESTS
 from support.rules import rules_tree
-from reliability import SOAK_DECISIONS
 
 SOAK_TEST = "reliability/test_soak.py::test_one_million_decisions_in_one_process"
 SOAK = pytest.StashKey[tuple[subprocess.Popen[bytes], Path]]()
@@ -50,8 +50,17 @@ def start_soak(config: pytest.Config) -> tuple[subprocess.Popen[bytes], Path]:
     out = open(handle, "wb")  # noqa: SIM115 - the child owns it; closed below
     try:
         proc = subprocess.Popen(
-            [sys.executable, str(TESTS / "reliability" / "soak.py"), "--rules", str(TESTS / "data" / "rules"), "--decisions", str(SOAK_DECISIONS)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(TESTS / "reliability" / "soak.py"),
+                "--rules",
+                str(TESTS / "data" / "rules"),
+                "--decisions",
+                str(SOAK_DECISIONS),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     finally:
         out.close()

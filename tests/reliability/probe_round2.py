@@ -42,8 +42,25 @@ class Server:
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIANDONG_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "liandong.cli", "serve", "--listen", "127.0.0.1:0", "--metrics-listen", "",
-                                      "--rules-dir", str(rules), "--admin-token", TOKEN], stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "liandong.cli",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "",
+                "--rules-dir",
+                str(rules),
+                "--admin-token",
+                TOKEN,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not self.events("rules_reloaded"):
             time.sleep(0.1)
@@ -93,7 +110,19 @@ def bad_request() -> pb.DetermineRequest:
     req.incident.facts.update({"deaths": rng.choice([0, 3, 10, -1])})
     kind = rng.randrange(6)
     if kind == 0:
-        req.incident.occurred_at.seconds = rng.choice([253402271999, 253402272000, 253402300799, 253402300800, -62135596800, -62135596801, 2**62, -(2**62), rng.randrange(-10**11, 3 * 10**11)])
+        req.incident.occurred_at.seconds = rng.choice(
+            [
+                253402271999,
+                253402272000,
+                253402300799,
+                253402300800,
+                -62135596800,
+                -62135596801,
+                2**62,
+                -(2**62),
+                rng.randrange(-(10**11), 3 * 10**11),
+            ]
+        )
     elif kind == 1:
         req.incident.occurred_at.seconds = 1735689600
         req.incident.occurred_at.nanos = rng.choice([-1, 10**9, 999_999_999, 0, -(2**31), 2**31 - 1])
@@ -116,7 +145,9 @@ def main() -> None:
         target = f"127.0.0.1:{server.port}"
         with grpc.insecure_channel(target) as ch:
             stub = pb_grpc.ResponseServiceStub(ch)  # type: ignore[no-untyped-call]
-            raw = ch.unary_unary("/liandong.v1.ResponseService/Determine", request_serializer=None, response_deserializer=None)
+            raw = ch.unary_unary(
+                "/liandong.v1.ResponseService/Determine", request_serializer=None, response_deserializer=None
+            )
 
             # 1. bad requests: occurred_at, free strings
             codes: Counter[str] = Counter()
@@ -125,7 +156,7 @@ def main() -> None:
                 if time.monotonic() > stop:
                     break
                 req = bad_request()
-                codes[outcome(lambda: stub.Determine(req, timeout=10))] += 1
+                codes[outcome(lambda req=req: stub.Determine(req, timeout=10))] += 1
             rows.append(tally("bad requests (occurred_at, long strings)", codes))
 
             # 2. random and bit-flipped messages
@@ -145,7 +176,7 @@ def main() -> None:
                         i = rng.randrange(len(flipped) * 8)
                         flipped[i // 8] ^= 1 << (i % 8)
                     data = bytes(flipped)
-                codes[outcome(lambda: raw(data, timeout=10))] += 1
+                codes[outcome(lambda data=data: raw(data, timeout=10))] += 1
             rows.append(tally("random and bit-flipped messages", codes))
 
             # 3. random types and versions
@@ -160,7 +191,7 @@ def main() -> None:
                 req = pb.DetermineRequest(ruleset=rng.choice(rulesets), version=rng.choice(versions))
                 req.incident.type = rng.choice(types)
                 req.incident.facts.update({"deaths": rng.randrange(0, 40)})
-                codes[outcome(lambda: stub.Determine(req, timeout=10))] += 1
+                codes[outcome(lambda req=req: stub.Determine(req, timeout=10))] += 1
             rows.append(tally("random types and versions", codes))
 
             # 4. refused admin calls
@@ -168,10 +199,25 @@ def main() -> None:
             before = len(server.events("admin_denied"))
             codes = Counter()
             for n in range(2000):
-                codes[outcome(lambda: admin.GetReloadStatus(admin_pb2.GetReloadStatusRequest(), metadata=(("authorization", f"Bearer wrong{n}"),), timeout=10))] += 1
+                codes[
+                    outcome(
+                        lambda n=n: admin.GetReloadStatus(
+                            admin_pb2.GetReloadStatusRequest(),
+                            metadata=(("authorization", f"Bearer wrong{n}"),),
+                            timeout=10,
+                        )
+                    )
+                ] += 1
             lines = len(server.events("admin_denied")) - before
             print(f"admin refusals: {dict(codes)}, admin_denied lines written: {lines}")
-            rows.append(("admin refusals in a loop (lines written: %d)" % lines, sum(codes.values()), sum(n for c, n in codes.items() if c != "PERMISSION_DENIED"), 0))
+            rows.append(
+                (
+                    f"admin refusals in a loop (lines written: {lines})",
+                    sum(codes.values()),
+                    sum(n for c, n in codes.items() if c != "PERMISSION_DENIED"),
+                    0,
+                )
+            )
 
             # 5. 40 SIGHUPs in 2 s, nothing changed; then one change
             def median_ms(n: int) -> float:
@@ -194,9 +240,18 @@ def main() -> None:
             time.sleep(1)
             ran = len(server.events("rules_reloaded", trigger="signal"))
             skipped = len(server.events("rules_reload_skipped", trigger="signal"))
-            print(f"SIGHUP burst: 40 signals, {ran} reloads run, {skipped} skipped; threads {threads_before} -> peak {peak}; "
-                  f"Determine median {quiet:.2f} ms quiet, {statistics.median(during):.2f} ms during the burst")
-            rows.append((f"40 SIGHUPs in 2 s, nothing changed ({ran} reloads, {skipped} skipped, threads {threads_before}->{peak}, median {quiet:.1f}->{statistics.median(during):.1f} ms)", 40, ran, 0))
+            print(
+                f"SIGHUP burst: 40 signals, {ran} reloads run, {skipped} skipped; threads {threads_before} -> peak {peak}; "
+                f"Determine median {quiet:.2f} ms quiet, {statistics.median(during):.2f} ms during the burst"
+            )
+            rows.append(
+                (
+                    f"40 SIGHUPs in 2 s, nothing changed ({ran} reloads, {skipped} skipped, threads {threads_before}->{peak}, median {quiet:.1f}->{statistics.median(during):.1f} ms)",
+                    40,
+                    ran,
+                    0,
+                )
+            )
             doc = rules / "demo" / "2024.1.yaml"
             text = doc.read_text(encoding="utf-8")
             delays = []
@@ -204,11 +259,20 @@ def main() -> None:
                 doc.write_text(text.replace("title: 测试预案", f"title: 测试预案{n}"), encoding="utf-8")
                 t = time.monotonic()
                 server.proc.send_signal(signal.SIGHUP)
-                while len(server.events("rules_reloaded", trigger="signal")) < ran + n + 1 and time.monotonic() - t < 30:
+                while (
+                    len(server.events("rules_reloaded", trigger="signal")) < ran + n + 1 and time.monotonic() - t < 30
+                ):
                     time.sleep(0.01)
                 delays.append(time.monotonic() - t)
             print(f"SIGHUP after a change: active after {min(delays):.2f}-{max(delays):.2f} s")
-            rows.append((f"SIGHUP after a change (active after {min(delays):.2f}-{max(delays):.2f} s)", 5, sum(1 for d in delays if d >= 30), 0))
+            rows.append(
+                (
+                    f"SIGHUP after a change (active after {min(delays):.2f}-{max(delays):.2f} s)",
+                    5,
+                    sum(1 for d in delays if d >= 30),
+                    0,
+                )
+            )
     finally:
         server.stop()
     print("\n| probe | tried | failed | lost |\n|---|---|---|---|")

@@ -78,9 +78,25 @@ def main() -> int:
             return 3
         decided += 1
         if decided % every == 0:
-            print(json.dumps({"done": decided, "rss_kib": rss_kib(), "seconds": round(time.monotonic() - start, 2)}), flush=True)
+            print(
+                json.dumps({"done": decided, "rss_kib": rss_kib(), "seconds": round(time.monotonic() - start, 2)}),
+                flush=True,
+            )
     seconds = time.monotonic() - start
-    print(json.dumps({"summary": {"decisions": decided, "refused": refused, "seconds": round(seconds, 1), "per_second": round(decided / seconds), "rss_kib": rss_kib()}}), flush=True)
+    print(
+        json.dumps(
+            {
+                "summary": {
+                    "decisions": decided,
+                    "refused": refused,
+                    "seconds": round(seconds, 1),
+                    "per_second": round(decided / seconds),
+                    "rss_kib": rss_kib(),
+                }
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 

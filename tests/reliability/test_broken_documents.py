@@ -78,7 +78,18 @@ def broken_tree(tmp_path: Path, case: dict[str, object]) -> Path:
 def test_corpus_covers_the_issue() -> None:
     """The corpus holds every kind of broken document the issue names, and every file is indexed."""
     notes = " ".join(IDS)
-    for kind in ("syntax error", "alias bomb", "huge file", "wrong type", "cyclic reference", "dangling reference", "duplicate", "symlinked from outside", "non-UTF-8", "deep nesting"):
+    for kind in (
+        "syntax error",
+        "alias bomb",
+        "huge file",
+        "wrong type",
+        "cyclic reference",
+        "dangling reference",
+        "duplicate",
+        "symlinked from outside",
+        "non-UTF-8",
+        "deep nesting",
+    ):
         assert kind in notes, kind
     indexed = {str(c["file"]) for c in CASES if "file" in c}
     on_disk = {p.name for p in BROKEN.glob("*.yaml") if p.name != "index.yaml"}
@@ -97,7 +108,9 @@ def test_problem_is_located_and_readable(case: dict[str, object], tmp_path: Path
     assert found, f"wanted {case['want']!r} at line {case['line']}, got:\n" + "\n".join(str(p) for p in problems)
     for p in problems:
         assert str(p).startswith(f"{p.path}:{p.line}:{p.column}: ")
-        assert Path(p.path).resolve().is_relative_to(rules.resolve()) or Path(p.path).is_relative_to(rules), p.path  # names a place in the rules directory
+        assert Path(p.path).resolve().is_relative_to(rules.resolve()) or Path(p.path).is_relative_to(rules), (
+            p.path
+        )  # names a place in the rules directory
         assert "Traceback" not in p.message and "\n" not in p.message
 
 
@@ -121,7 +134,11 @@ def test_startup_refuses_to_serve(case: dict[str, object], tmp_path: Path, runti
 def served(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) -> Iterator[Service]:
     """One in-process service on the valid demo rule set, with the admin service on."""
     root = tmp_path_factory.mktemp("served")
-    svc = Service(make_config(rules_tree(root / "rules", "demo"), admin_token=ADMIN_TOKEN), registry=CollectorRegistry(), runtime=runtime)
+    svc = Service(
+        make_config(rules_tree(root / "rules", "demo"), admin_token=ADMIN_TOKEN),
+        registry=CollectorRegistry(),
+        runtime=runtime,
+    )
     svc.start()
     try:
         yield svc
@@ -139,7 +156,9 @@ def test_reload_keeps_the_old_version(case: dict[str, object], served: Service, 
     lay_out(case, rules, tmp_path / "outside")
     try:
         with grpc.insecure_channel(f"{LOOPBACK}:{served.port}") as channel:
-            reply = admin_pb2_grpc.RulesAdminServiceStub(channel).Reload(admin_pb2.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=30)  # type: ignore[no-untyped-call]
+            reply = admin_pb2_grpc.RulesAdminServiceStub(channel).Reload(
+                admin_pb2.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=30
+            )  # type: ignore[no-untyped-call]
             answer = pb_grpc.ResponseServiceStub(channel).Determine(request("demo", {"deaths": 3}), timeout=10)  # type: ignore[no-untyped-call]
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)  # type: ignore[no-untyped-call]
     finally:
@@ -192,7 +211,16 @@ def test_validate_prints_every_problem_located(tmp_path: Path) -> None:
     """`liandong rules validate` on a broken directory exits 1 and prints path:line:column: message."""
     case = next(c for c in CASES if c.get("file") == "syntax-unterminated-quote.yaml")
     rules = broken_tree(tmp_path, case)
-    run = subprocess.run([sys.executable, "-m", "liandong.cli", "rules", "validate", str(rules)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "liandong.cli", "rules", "validate", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert run.returncode == 1
-    assert f"2024.1.yaml:{case['line']}:1: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar at line 3)" in run.stderr
+    assert (
+        f"2024.1.yaml:{case['line']}:1: YAML syntax error: found unexpected end of stream (while scanning a quoted scalar at line 3)"
+        in run.stderr
+    )
     assert "Traceback" not in run.stderr

@@ -27,8 +27,9 @@ from support.data import ROOT
 from support.messages import request
 from support.metrics import scrape
 from support.processes import free_port, wait_until
-from support.servers import LOOPBACK, running
 from support.rules import copy_bundled
+from support.servers import LOOPBACK, running
+
 HERE = Path(__file__).resolve().parent
 
 NODE_DIR = HERE / "node"
@@ -50,32 +51,48 @@ def node_or_skip() -> str:
         pytest.skip("Node.js is not installed: the independent Node.js client cannot run")
     for package in ("@grpc/grpc-js", "@grpc/proto-loader", "@grpc/reflection", "grpc-health-check", "protobufjs"):
         if not (NODE_DIR / "node_modules" / package / "package.json").exists():
-            pytest.skip(f"npm package {package} is not installed in tests/reliability/node (needs the npm registry; {SETUP})")
+            pytest.skip(
+                f"npm package {package} is not installed in tests/reliability/node (needs the npm registry; {SETUP})"
+            )
     return node
 
 
 def test_nodejs_client_determines_reads_errors_checks_health_and_lists_services(fire_server: Service) -> None:
     """A Node.js @grpc/grpc-js client gets an answer, an error with its BadRequest details, a refusal for facts sent as a plain object, SERVING health and the reflected service list."""
     node = node_or_skip()
-    run = subprocess.run([node, str(NODE_DIR / "client.js"), f"{LOOPBACK}:{fire_server.port}", str(ROOT / "proto"), str(GOOGLE_PROTOS)],
-                         capture_output=True, text=True, timeout=120, cwd=NODE_DIR)
+    run = subprocess.run(
+        [node, str(NODE_DIR / "client.js"), f"{LOOPBACK}:{fire_server.port}", str(ROOT / "proto"), str(GOOGLE_PROTOS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=NODE_DIR,
+    )
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout)
     book = fire_server.state.book
     assert book is not None
     document = book.versions("fire-linkage")[-1].document
     answer = seen["determine"]
-    assert (answer["ruleset"], answer["version"], answer["content_hash"]) == ("fire-linkage", document.version, document.content_hash)
+    assert (answer["ruleset"], answer["version"], answer["content_hash"]) == (
+        "fire-linkage",
+        document.version,
+        document.content_hash,
+    )
     assert answer["level"] == "III" and answer["lead"] == "county_hq" and answer["incident_id"] == "node-1"
     assert "emergency_bureau" in answer["units"] and "grade-III" in answer["matched_rules"] and answer["decision_id"]
     error = seen["error"]
     assert error["name"] == "INVALID_ARGUMENT" and error["details"]["code"] == 3
-    assert {(v["field"], v["reason"]) for v in error["details"]["violations"]} == {("incident.facts.deaths", "out_of_range"), ("incident.facts.deathz", "unknown_field")}
+    assert {(v["field"], v["reason"]) for v in error["details"]["violations"]} == {
+        ("incident.facts.deaths", "out_of_range"),
+        ("incident.facts.deathz", "unknown_field"),
+    }
     plain = seen["plain_object"]  # facts {deaths: 30} as a plain object: dropped by proto-loader, so refused
     assert plain["name"] == "INVALID_ARGUMENT" and "no facts were sent" in plain["message"]
     assert plain["details"]["violations"] == [{"field": "incident.facts", "reason": "empty_report"}]
     assert seen["health"] == {"(server)": "SERVING", "liandong.v1.ResponseService": "SERVING"}
-    assert {"liandong.v1.ResponseService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(seen["reflection"])
+    assert {"liandong.v1.ResponseService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= set(
+        seen["reflection"]
+    )
 
 
 def tool_or_skip(name: str) -> str:
@@ -135,16 +152,34 @@ def test_prometheus_scrapes_the_service_and_answers_queries(fire_server: Service
     )
     log = tmp_path / "prometheus.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address={LOOPBACK}:{web_port}", "--log.level=warn"],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address={LOOPBACK}:{web_port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )
         try:
             started = time.monotonic()
-            scraped = wait_until(lambda: value(web_port, 'sum(liandong_decisions_total{job="liandong",ruleset="fire-linkage"})') == 7, 90, interval=0.5)
+            scraped = wait_until(
+                lambda: value(web_port, 'sum(liandong_decisions_total{job="liandong",ruleset="fire-linkage"})') == 7,
+                90,
+                interval=0.5,
+            )
             waited = time.monotonic() - started
             up = value(web_port, 'up{job="liandong"}')
             refused = value(web_port, 'liandong_rpc_requests_total{method="Determine",code="INVALID_ARGUMENT"}')
             active = query(web_port, "liandong_ruleset_active_info")
-            latency = value(web_port, 'histogram_quantile(0.5, sum by (le) (liandong_evaluation_duration_seconds_bucket{ruleset="fire-linkage"}))')
+            latency = value(
+                web_port,
+                'histogram_quantile(0.5, sum by (le) (liandong_evaluation_duration_seconds_bucket{ruleset="fire-linkage"}))',
+            )
         finally:
             proc.kill()
             proc.wait(timeout=30)

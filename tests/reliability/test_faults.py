@@ -24,7 +24,9 @@ from support.servers import LOOPBACK, running
 
 def determine(port: int, deaths: int = 3) -> pb.Determination:
     with grpc.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        answer: pb.Determination = pb_grpc.ResponseServiceStub(channel).Determine(request("demo", {"deaths": deaths}), timeout=10)  # type: ignore[no-untyped-call]
+        answer: pb.Determination = pb_grpc.ResponseServiceStub(channel).Determine(
+            request("demo", {"deaths": deaths}), timeout=10
+        )  # type: ignore[no-untyped-call]
         return answer
 
 
@@ -60,7 +62,9 @@ def test_half_written_document_is_refused_until_complete(rules_dir: Path, runtim
         assert sample(svc.registry, "liandong_reloads_total", outcome="failure", trigger="watch") == 3
 
 
-def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_failure_mid_stream_ends_that_stream_only(
+    rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The engine failing on the third request of a stream ends it INTERNAL after two answers; other calls go on."""
     real_fire = runtime.fire
     calls = 0
@@ -77,7 +81,9 @@ def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtim
         answers: list[pb.Determination] = []
         with grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as channel:
             with pytest.raises(grpc.RpcError) as caught:
-                stream = pb_grpc.ResponseServiceStub(channel).DetermineStream(batches([request("demo", {"deaths": d}) for d in (1, 5, 10, 20)]), timeout=10)  # type: ignore[no-untyped-call]
+                stream = pb_grpc.ResponseServiceStub(channel).DetermineStream(
+                    batches([request("demo", {"deaths": d}) for d in (1, 5, 10, 20)]), timeout=10
+                )  # type: ignore[no-untyped-call]
                 for answer in answers_of(stream):
                     answers.append(answer)
         assert caught.value.code() == grpc.StatusCode.INTERNAL
@@ -90,7 +96,10 @@ def test_engine_failure_mid_stream_ends_that_stream_only(rules_dir: Path, runtim
 def test_reloads_racing_each_other_and_calls_stay_consistent(rules_dir: Path, runtime: DurableRuntime) -> None:
     """Eight threads reloading at once while calls run: every reload completes with an outcome, every call is answered."""
     document = rules_dir / "demo" / "2024.1.yaml"
-    document.write_text(replace_once(document.read_text(encoding="utf-8"), "title: 测试预案\n", "title: 测试预案(并发)\n"), encoding="utf-8")
+    document.write_text(
+        replace_once(document.read_text(encoding="utf-8"), "title: 测试预案\n", "title: 测试预案(并发)\n"),
+        encoding="utf-8",
+    )
     outcomes: list[bool] = []
     failures: list[str] = []
     stop = threading.Event()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from liandong.document.model import InputSpec, InputType, RuleSetDocument
@@ -34,15 +34,26 @@ from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from support.data import BUNDLED
 from support.messages import answers_of, batches
 from support.metrics import sample
+from support.rules import copy_demo
 from support.servers import LOOPBACK, make_config
 from support.status import details
-from support.rules import copy_demo
 
 # Repeatable by default (the same inputs every run, as CI needs); LIANDONG_FUZZ_EXPLORE=1 draws new
 # ones, ten times as many.
 EXPLORE = os.environ.get("LIANDONG_FUZZ_EXPLORE", "") not in ("", "0")
 SCALE = 10 if EXPLORE else 1
-REASONS = {"missing", "wrong_type", "out_of_range", "not_finite", "unknown_value", "unknown_field", "too_long", "too_many", "empty_report", "check_failed"}
+REASONS = {
+    "missing",
+    "wrong_type",
+    "out_of_range",
+    "not_finite",
+    "unknown_value",
+    "unknown_field",
+    "too_long",
+    "too_many",
+    "empty_report",
+    "check_failed",
+}
 MAX_MESSAGE = 256 * 1024  # the server under test is configured with this --max-message-bytes
 TRIED: dict[str, int] = {"engine": 0, "engine_answered": 0, "rpc": 0, "rpc_answered": 0, "stream": 0}
 
@@ -79,7 +90,9 @@ def value_ok(spec: InputSpec, value: object) -> bool:
             return False
         if spec.type is InputType.INTEGER and isinstance(value, float) and not value.is_integer():
             return False
-        return not ((spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum))
+        return not (
+            (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum)
+        )
     if not isinstance(value, str):
         return False
     if spec.type is InputType.ENUM:
@@ -100,15 +113,23 @@ def expected_valid(doc: RuleSetDocument, facts: Mapping[str, object]) -> bool:
     if all(v is None for v in facts.values()) and not doc.empty_report_meaningful:
         return False  # an empty report (rules/README.md, "Empty reports")
     # Checks between inputs hold wherever all their inputs have a value, sent or by default.
-    values = {spec.name: spec.default if facts.get(spec.name) is None else descriptor.coerce(spec, facts[spec.name])[0] for spec in doc.inputs}
+    values = {
+        spec.name: spec.default if facts.get(spec.name) is None else descriptor.coerce(spec, facts[spec.name])[0]
+        for spec in doc.inputs
+    }
     given = {name: value for name, value in values.items() if value is not None}
     return all(trace.holds(c.require, given) for c in doc.checks if all(name in given for name in c.inputs))
 
 
 # -- strategies --------------------------------------------------------------------------------------
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)  # any Unicode that UTF-8 can carry
-huge_or_negative = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([0, -1, 2**31, 2**53 + 1, 2**63, 2**64, 10**30]))
-floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e-05, 1e16, 5e-324, 1.7976931348623157e308, -0.0, 2.5, 3.0]))
+huge_or_negative = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.sampled_from([0, -1, 2**31, 2**53 + 1, 2**63, 2**64, 10**30])
+)
+floats = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([1e-05, 1e16, 5e-324, 1.7976931348623157e308, -0.0, 2.5, 3.0]),
+)
 
 
 def nested(depth: int) -> object:
@@ -119,7 +140,12 @@ def nested(depth: int) -> object:
 
 
 junk = st.one_of(
-    st.none(), st.booleans(), huge_or_negative, floats, text, st.just(""),
+    st.none(),
+    st.booleans(),
+    huge_or_negative,
+    floats,
+    text,
+    st.just(""),
     st.integers(min_value=1, max_value=30).map(nested),
     st.lists(st.one_of(st.integers(), text), max_size=4),
     st.dictionaries(text, st.integers(), max_size=3),
@@ -133,7 +159,11 @@ def proper(spec: InputSpec) -> st.SearchStrategy[object]:
         high = int(spec.maximum) if spec.maximum is not None else 10**12
         if spec.type is InputType.INTEGER:
             return st.one_of(st.integers(low, min(high, 100)), st.integers(low, high))
-        return st.one_of(st.floats(low, min(high, 1000.0)), st.floats(low, float(high)), st.sampled_from([1e-05, 1e-320, 1e16, 0.1 + 0.2]).filter(lambda v: low <= v <= high))
+        return st.one_of(
+            st.floats(low, min(high, 1000.0)),
+            st.floats(low, float(high)),
+            st.sampled_from([1e-05, 1e-320, 1e16, 0.1 + 0.2]).filter(lambda v: low <= v <= high),
+        )
     if spec.type is InputType.ENUM:
         return st.sampled_from([v.id for v in spec.values] + [v.label for v in spec.values])
     if spec.type is InputType.STRING:
@@ -148,7 +178,9 @@ def plausible(spec: InputSpec) -> st.SearchStrategy[object]:
     if spec.type in (InputType.INTEGER, InputType.NUMBER):
         low = int(spec.minimum) if spec.minimum is not None else -1000
         high = int(spec.maximum) if spec.maximum is not None else 10**9
-        inside: st.SearchStrategy[object] = st.integers(low, high) if spec.type is InputType.INTEGER else st.floats(low, high)
+        inside: st.SearchStrategy[object] = (
+            st.integers(low, high) if spec.type is InputType.INTEGER else st.floats(low, high)
+        )
         edges = [b + d for b in (spec.minimum, spec.maximum) if b is not None for d in (-1, -0.5, 0, 0.5, 1)]
         return st.one_of(inside, inside, inside, st.sampled_from(edges or [0]), huge_or_negative, floats)
     if spec.type is InputType.ENUM:
@@ -158,11 +190,17 @@ def plausible(spec: InputSpec) -> st.SearchStrategy[object]:
 
 
 @st.composite
-def incidents(draw: st.DrawFn, docs: list[RuleSetDocument], struct_safe: bool = False) -> tuple[str, dict[str, object], RuleSetDocument | None]:
+def incidents(
+    draw: st.DrawFn, docs: list[RuleSetDocument], struct_safe: bool = False
+) -> tuple[str, dict[str, object], RuleSetDocument | None]:
     """(incident type, facts, the document that claims the type or None)."""
     doc = draw(st.sampled_from(docs))
     unknown_type = draw(st.integers(0, 9)) == 0
-    incident_type = draw(st.one_of(text, st.sampled_from(["", "Fire", "fire ", "火灾", "flood\x00"]))) if unknown_type else doc.incident_types[0]
+    incident_type = (
+        draw(st.one_of(text, st.sampled_from(["", "Fire", "fire ", "火灾", "flood\x00"])))
+        if unknown_type
+        else doc.incident_types[0]
+    )
     clean = draw(st.booleans())  # half the incidents only hold values of the right type
     facts: dict[str, object] = {}
     for spec in doc.inputs:
@@ -176,7 +214,9 @@ def incidents(draw: st.DrawFn, docs: list[RuleSetDocument], struct_safe: bool = 
             facts[draw(text)] = draw(junk)
     if struct_safe:
         facts = {k: _struct_safe(v) for k, v in facts.items()}
-    claimed = next((d for d in docs if incident_type in d.incident_types), None)  # facts may be another set's: still judged by the claimant
+    claimed = next(
+        (d for d in docs if incident_type in d.incident_types), None
+    )  # facts may be another set's: still judged by the claimant
     return incident_type, facts, claimed
 
 
@@ -194,7 +234,13 @@ def _struct_safe(value: object) -> object:
 
 
 # -- in the engine: many examples ---------------------------------------------------------------------
-ENGINE = settings(max_examples=1000 * SCALE, deadline=None, derandomize=not EXPLORE, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ENGINE = settings(
+    max_examples=1000 * SCALE,
+    deadline=None,
+    derandomize=not EXPLORE,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +266,11 @@ def test_engine_answers_exactly_the_valid_incidents(book: RuleBook, docs: list[R
             assert doc is not None and not expected_valid(doc, facts), f"refused a valid incident: {exc.message}"
             assert exc.violations and all(v.reason in REASONS for v in exc.violations)
             assert all(
-                v.field in facts or v.field == "facts" or (doc.input(v.field) and doc.input(v.field).required)  # type: ignore[union-attr]
-                or (v.field == "" and v.reason == "empty_report") or (v.reason == "check_failed" and doc.input(v.field))
+                v.field in facts
+                or v.field == "facts"
+                or (doc.input(v.field) and doc.input(v.field).required)  # type: ignore[union-attr]
+                or (v.field == "" and v.reason == "empty_report")
+                or (v.reason == "check_failed" and doc.input(v.field))
                 for v in exc.violations
             )
             return
@@ -249,7 +298,13 @@ def check_answer(det: Determination, doc: RuleSetDocument, facts: Mapping[str, o
 
 
 # -- over gRPC: the whole path, with Struct conversion and message limits -----------------------------
-RPC = settings(max_examples=250 * SCALE, deadline=None, derandomize=not EXPLORE, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+RPC = settings(
+    max_examples=250 * SCALE,
+    deadline=None,
+    derandomize=not EXPLORE,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +334,9 @@ def test_rpc_ends_ok_or_with_a_documented_code(server: Service, docs: list[RuleS
     """Over gRPC every call ends OK (valid incidents) or INVALID_ARGUMENT with BadRequest / RESOURCE_EXHAUSTED for oversized ones; the server keeps serving."""
     hashes = {d.content_hash for d in docs}
     counts = {"ok": 0, "invalid": 0, "too_big": 0}
-    channel = grpc.insecure_channel(f"{LOOPBACK}:{server.port}", options=[("grpc.max_send_message_length", 4 * MAX_MESSAGE)])
+    channel = grpc.insecure_channel(
+        f"{LOOPBACK}:{server.port}", options=[("grpc.max_send_message_length", 4 * MAX_MESSAGE)]
+    )
     stub = pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
 
@@ -301,7 +358,9 @@ def test_rpc_ends_ok_or_with_a_documented_code(server: Service, docs: list[RuleS
                     return
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, error.details())
                 assert details(error).fields(), "INVALID_ARGUMENT without BadRequest details"
-                assert blob or doc is None or not expected_valid(doc, facts), f"refused a valid incident: {error.details()}"
+                assert blob or doc is None or not expected_valid(doc, facts), (
+                    f"refused a valid incident: {error.details()}"
+                )
                 counts["invalid"] += 1
                 return
             TRIED["rpc_answered"] += 1
@@ -314,7 +373,11 @@ def test_rpc_ends_ok_or_with_a_documented_code(server: Service, docs: list[RuleS
         channel.close()
     print(f"\nrpc fuzz figures: {counts}")
     assert counts["ok"] > 20 and counts["invalid"] > 20 and counts["too_big"] > 0, counts
-    decided = sum(sample(server.registry, "liandong_decisions_total", ruleset=d.ruleset, version=d.version, level=lv) for d in docs for lv in [*(x.code for x in d.levels), "none"])
+    decided = sum(
+        sample(server.registry, "liandong_decisions_total", ruleset=d.ruleset, version=d.version, level=lv)
+        for d in docs
+        for lv in [*(x.code for x in d.levels), "none"]
+    )
     assert decided == counts["ok"]  # every answer was counted once; no refused call was decided
     assert sample(server.registry, "liandong_rpc_requests_total", method="Determine", code="INTERNAL") == 0
     with grpc.insecure_channel(f"{LOOPBACK}:{server.port}") as again:
@@ -328,8 +391,16 @@ def test_stream_answers_in_order_until_the_first_refusal(server: Service, docs: 
     stub = pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
     try:
 
-        @settings(max_examples=60 * SCALE, deadline=None, derandomize=not EXPLORE, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-        @given(st.lists(incidents(docs, struct_safe=True), min_size=1, max_size=8), st.integers(min_value=1, max_value=8))
+        @settings(
+            max_examples=60 * SCALE,
+            deadline=None,
+            derandomize=not EXPLORE,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(
+            st.lists(incidents(docs, struct_safe=True), min_size=1, max_size=8), st.integers(min_value=1, max_value=8)
+        )
         def check(cases: list[tuple[str, dict[str, object], RuleSetDocument | None]], size: int) -> None:
             requests = [to_request(t, f, 0) for t, f, _ in cases]
             if any(r is None for r in requests):
@@ -342,7 +413,10 @@ def test_stream_answers_in_order_until_the_first_refusal(server: Service, docs: 
                 for answer in answers_of(stub.DetermineStream(batches(requests, size), timeout=30)):
                     answers.append(answer)
             except grpc.RpcError as error:
-                assert expected < len(valid) and error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+                assert expected < len(valid) and error.code() == grpc.StatusCode.INVALID_ARGUMENT, (
+                    error.code(),
+                    error.details(),
+                )
             else:
                 assert expected == len(valid)
             assert len(answers) == expected

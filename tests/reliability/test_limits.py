@@ -59,10 +59,14 @@ def test_oversized_message_is_resource_exhausted(rules_dir: Path, runtime: Durab
 
 def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: DurableRuntime) -> None:
     """An answer larger than --max-message-bytes ends RESOURCE_EXHAUSTED in Determine and DetermineStream, counted so, with no decision recorded; a smaller answer still goes."""
-    with running(ROOT / "rules", runtime, max_message_bytes=8192) as svc:  # the small answer (~6 kB) fits, the large (~17 kB) does not
+    with running(
+        ROOT / "rules", runtime, max_message_bytes=8192
+    ) as svc:  # the small answer (~6 kB) fits, the large (~17 kB) does not
         channel, stub = stub_for(svc)
         with channel:
-            large = request("fire", {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True})  # a ~17 kB answer
+            large = request(
+                "fire", {"deaths": 3, "serious_injuries": 12, "hazardous_materials": True}
+            )  # a ~17 kB answer
             with pytest.raises(grpc.RpcError) as unary:
                 stub.Determine(large, timeout=BOUND)
             assert unary.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -72,10 +76,15 @@ def test_answer_over_the_message_limit_is_refused_not_counted_ok(runtime: Durabl
             with pytest.raises(grpc.RpcError) as streamed:
                 list(answers_of(stub.DetermineStream(batches([small, large, small], size=3), timeout=BOUND)))
             assert streamed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert [a.incident_id for a in answers_of(stub.DetermineStream(batches([small]), timeout=BOUND))] == ["small"]
+            assert [a.incident_id for a in answers_of(stub.DetermineStream(batches([small]), timeout=BOUND))] == [
+                "small"
+            ]
         assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="RESOURCE_EXHAUSTED") == 1
         assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == 0
-        assert sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
+        assert (
+            sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED")
+            == 1
+        )
         decisions: dict[str, float] = {}
         for metric in svc.registry.collect():
             for s in metric.samples:
@@ -109,14 +118,23 @@ def test_stream_length_is_limited(rules_dir: Path, runtime: DurableRuntime) -> N
         with channel:
             answers: list[pb.Determination] = []
             with pytest.raises(grpc.RpcError) as caught:
-                for answer in answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(8)]), timeout=BOUND)):
+                for answer in answers_of(
+                    stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(8)]), timeout=BOUND)
+                ):
                     answers.append(answer)
             assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "at most 5 requests" in (caught.value.details() or "")
             assert [a.level.code for a in answers] == ["IV", "IV", "IV", "III", "III"]
-            exact = list(answers_of(stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(5)]), timeout=BOUND)))
+            exact = list(
+                answers_of(
+                    stub.DetermineStream(batches([request("demo", {"deaths": d}) for d in range(5)]), timeout=BOUND)
+                )
+            )
             assert len(exact) == 5
-            assert sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED") == 1
+            assert (
+                sample(svc.registry, "liandong_rpc_requests_total", method="DetermineStream", code="RESOURCE_EXHAUSTED")
+                == 1
+            )
 
 
 def test_concurrency_is_limited(rules_dir: Path, runtime: DurableRuntime) -> None:
@@ -159,7 +177,9 @@ def test_call_queued_past_its_deadline_is_never_evaluated(rules_dir: Path, runti
                 held.close(BOUND)
             assert held.error is None
             assert still_answers(stub)  # the worker is free again and has run whatever was queued
-            assert sample(svc.registry, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0  # deaths=30 was never decided
+            assert (
+                sample(svc.registry, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0
+            )  # deaths=30 was never decided
             assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == 1
 
 
@@ -188,12 +208,18 @@ def nested_request(depth: int) -> bytes:
 
 
 @pytest.mark.parametrize("depth", [0, 40, 60, 2000])
-def test_nesting_deeper_than_protobuf_allows_is_invalid_argument(depth: int, rules_dir: Path, runtime: DurableRuntime) -> None:
+def test_nesting_deeper_than_protobuf_allows_is_invalid_argument(
+    depth: int, rules_dir: Path, runtime: DurableRuntime
+) -> None:
     """Facts nested past protobuf's depth limit are INVALID_ARGUMENT with a BadRequest (not INTERNAL); shallower ones are checked as facts."""
     with running(rules_dir, runtime) as svc:
         channel, stub = stub_for(svc)
         with channel:
-            raw = channel.unary_unary("/liandong.v1.ResponseService/Determine", request_serializer=None, response_deserializer=pb.Determination.FromString)
+            raw = channel.unary_unary(
+                "/liandong.v1.ResponseService/Determine",
+                request_serializer=None,
+                response_deserializer=pb.Determination.FromString,
+            )
             if depth == 0:
                 assert raw(nested_request(0), timeout=10).level.code == "IV"  # the hand-built encoding is right
                 return
@@ -213,7 +239,9 @@ def test_undecodable_bytes_are_invalid_argument(rules_dir: Path, runtime: Durabl
         channel, stub = stub_for(svc)
         with channel:
             for method in ("Determine", "GetRuleSet"):
-                raw = channel.unary_unary(f"/liandong.v1.ResponseService/{method}", request_serializer=None, response_deserializer=None)
+                raw = channel.unary_unary(
+                    f"/liandong.v1.ResponseService/{method}", request_serializer=None, response_deserializer=None
+                )
                 with pytest.raises(grpc.RpcError) as caught:
                     raw(b"\x0a\xff\xff\xff\xff\x0f garbage", timeout=10)
                 assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
@@ -223,11 +251,21 @@ def test_undecodable_bytes_are_invalid_argument(rules_dir: Path, runtime: Durabl
 def test_limits_are_documented() -> None:
     """The operations manual's Limits section names every limit, its default and the code a caller gets."""
     manual = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
-    section = manual[manual.index("## Limits"):]
+    section = manual[manual.index("## Limits") :]
     section = section[: section.index("\n## ", 5)]
     defaults = Config()
-    for text in ("--max-message-bytes", "RESOURCE_EXHAUSTED", f"{MAX_FACTS}", "--max-stream-requests", str(defaults.max_stream_requests),
-                 "--max-concurrent-rpcs", str(defaults.max_concurrent_rpcs), "DEADLINE_EXCEEDED", "INVALID_ARGUMENT", "64 levels"):
+    for text in (
+        "--max-message-bytes",
+        "RESOURCE_EXHAUSTED",
+        f"{MAX_FACTS}",
+        "--max-stream-requests",
+        str(defaults.max_stream_requests),
+        "--max-concurrent-rpcs",
+        str(defaults.max_concurrent_rpcs),
+        "DEADLINE_EXCEEDED",
+        "INVALID_ARGUMENT",
+        "64 levels",
+    ):
         assert text in section, text
     assert re.search(r"deadline", section, re.IGNORECASE)
 

@@ -34,12 +34,20 @@ RELOAD_EVERY = 1.0
 # The demo rule set and a variant that answers differently for hazardous materials and grade IV;
 # both are version 2024.1 (so both pass its fixtures) and differ in content hash.
 VARIANT_B = [
-    ("    then: {units: [chem], obligations: [turn_out]}\n", "    then: {units: [chem, police], obligations: [turn_out]}\n"),
-    ("    then: {level: IV, lead: brigade, command_tier: 大队}\n", "    then: {level: IV, lead: brigade, command_tier: 消防大队}\n"),
+    (
+        "    then: {units: [chem], obligations: [turn_out]}\n",
+        "    then: {units: [chem, police], obligations: [turn_out]}\n",
+    ),
+    (
+        "    then: {level: IV, lead: brigade, command_tier: 大队}\n",
+        "    then: {level: IV, lead: brigade, command_tier: 消防大队}\n",
+    ),
 ]
 FACTS = [
     {"deaths": d, "hazmat": h, "status": s}
-    for d in (0, 2, 3, 9, 10, 50) for h in (False, True) for s in ("normal", "险情")
+    for d in (0, 2, 3, 9, 10, 50)
+    for h in (False, True)
+    for s in ("normal", "险情")
 ] + [{"level_m": 30.6}, {"level_m": 29.0, "warning_m": 28.5}, {"loss_yuan": 20_000_000.0}]
 
 
@@ -51,12 +59,22 @@ def variant_text(name: str) -> str:
     return text
 
 
-def summary(level: str, lead: str, tier: str, units: list[str], groups: list[str], obligations: list[str], rules: list[str]) -> tuple[object, ...]:
+def summary(
+    level: str, lead: str, tier: str, units: list[str], groups: list[str], obligations: list[str], rules: list[str]
+) -> tuple[object, ...]:
     return (level, lead, tier, tuple(units), tuple(groups), tuple(obligations), tuple(rules))
 
 
 def of_answer(a: pb.Determination) -> tuple[object, ...]:
-    return summary(a.level.code, a.lead_agency.id, a.command_tier, [u.id for u in a.participating_units], [g.id for g in a.groups], [o.id for o in a.obligations], [r.id for r in a.matched_rules])
+    return summary(
+        a.level.code,
+        a.lead_agency.id,
+        a.command_tier,
+        [u.id for u in a.participating_units],
+        [g.id for g in a.groups],
+        [o.id for o in a.obligations],
+        [r.id for r in a.matched_rules],
+    )
 
 
 def oracle(tmp_path: Path, runtime: DurableRuntime) -> dict[str, list[tuple[object, ...]]]:
@@ -70,7 +88,17 @@ def oracle(tmp_path: Path, runtime: DurableRuntime) -> dict[str, list[tuple[obje
         answers = []
         for facts in FACTS:
             d = book.determine(Incident(type="demo", facts=dict(facts)))
-            answers.append(summary(d.level.code if d.level else "", d.lead.id if d.lead else "", d.command_tier, [u.id for u in d.units], [g.id for g in d.groups], [o.id for o in d.obligations], [r.id for r in d.matched_rules]))
+            answers.append(
+                summary(
+                    d.level.code if d.level else "",
+                    d.lead.id if d.lead else "",
+                    d.command_tier,
+                    [u.id for u in d.units],
+                    [g.id for g in d.groups],
+                    [o.id for o in d.obligations],
+                    [r.id for r in d.matched_rules],
+                )
+            )
         expected[book.versions("demo")[0].document.content_hash] = answers
     assert len(expected) == 2
     a, b = expected.values()
@@ -109,10 +137,18 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
                 for n in range(MAX_CALLS_PER_CALLER):
                     if stop.is_set():
                         return
-                    picks = [(index + n * 7 + k) % len(FACTS) for k in range(STREAM_LENGTH if index < STREAM_CALLERS else 1)]
+                    picks = [
+                        (index + n * 7 + k) % len(FACTS) for k in range(STREAM_LENGTH if index < STREAM_CALLERS else 1)
+                    ]
                     try:
                         if index < STREAM_CALLERS:
-                            answers = list(answers_of(stub.DetermineStream(batches([request("demo", FACTS[i]) for i in picks]), timeout=30)))
+                            answers = list(
+                                answers_of(
+                                    stub.DetermineStream(
+                                        batches([request("demo", FACTS[i]) for i in picks]), timeout=30
+                                    )
+                                )
+                            )
                         else:
                             answers = [stub.Determine(request("demo", FACTS[picks[0]]), timeout=30)]
                     except grpc.RpcError as error:
@@ -139,7 +175,9 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
                     if stop.wait(RELOAD_EVERY):
                         return
                     write_atomically(document, variant_text("B" if n % 2 else "A"))
-                    reply = admin.Reload(admin_pb2.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=30)
+                    reply = admin.Reload(
+                        admin_pb2.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=30
+                    )
                     reloads.append(reply.ok)
                     reload_errors.extend(reply.errors)
 
@@ -161,14 +199,20 @@ def test_64_callers_while_rules_reload_every_second(tmp_path: Path, runtime: Dur
         page = scrape(server.metrics_port)
 
     answers = sum(results.answers.values())
-    print(f"\nload figures: {CALLERS} callers for {elapsed:.1f}s: {results.calls} calls ({results.streams} streams), {answers} answers, "
-          f"{len(reloads)} reloads, answers per version {dict((h[:12], n) for h, n in results.answers.items())}, {answers / elapsed:.0f} answers/s")
+    print(
+        f"\nload figures: {CALLERS} callers for {elapsed:.1f}s: {results.calls} calls ({results.streams} streams), {answers} answers, "
+        f"{len(reloads)} reloads, answers per version {dict((h[:12], n) for h, n in results.answers.items())}, {answers / elapsed:.0f} answers/s"
+    )
     assert results.errors == []
     assert results.inconsistent == []
     assert len(reloads) >= 4 and all(reloads), reload_errors
-    assert len(results.answers) == 2 and all(n > 0 for n in results.answers.values())  # both versions answered during the run
+    assert len(results.answers) == 2 and all(
+        n > 0 for n in results.answers.values()
+    )  # both versions answered during the run
     assert metric(page, "liandong_decisions_total") == answers  # every decision made reached its caller, none more
-    assert metric(page, "liandong_rpc_requests_total", method="Reload", code="OK") == len(reloads)  # admin calls are counted too
+    assert metric(page, "liandong_rpc_requests_total", method="Reload", code="OK") == len(
+        reloads
+    )  # admin calls are counted too
     assert metric(page, "liandong_rpc_requests_total", code="OK") == results.calls + len(reloads)
     assert metric(page, "liandong_rpc_requests_total") == results.calls + len(reloads)  # no call ended any other way
     assert metric(page, "liandong_reloads_total", outcome="success", trigger="admin") == len(reloads)
@@ -208,7 +252,11 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
                     if stop.is_set():
                         return
                     try:
-                        code = "OK" if stub.Determine(request("demo", {"deaths": n % 40}), timeout=10).version == "2024.1" else "WRONG"
+                        code = (
+                            "OK"
+                            if stub.Determine(request("demo", {"deaths": n % 40}), timeout=10).version == "2024.1"
+                            else "WRONG"
+                        )
                     except grpc.RpcError as error:
                         code = error.code().name
                     with lock:
@@ -224,9 +272,13 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
             server.send_signal(signal.SIGTERM)
             server.wait_event("draining", 30)
             probes: list[grpc.StatusCode] = []
-            assert wait_until(lambda: probes.append(new_call_code(server.target)) or probes[-1] == grpc.StatusCode.UNAVAILABLE, 30)  # new callers are turned away
+            assert wait_until(
+                lambda: probes.append(new_call_code(server.target)) or probes[-1] == grpc.StatusCode.UNAVAILABLE, 30
+            )  # new callers are turned away
             with lock:
-                codes["OK"] += probes.count(grpc.StatusCode.OK)  # (a probe that got in before the port closed was answered)
+                codes["OK"] += probes.count(
+                    grpc.StatusCode.OK
+                )  # (a probe that got in before the port closed was answered)
             for h in held:  # the streams that were in flight carry on through the drain
                 for deaths in (0, 3, 10, 2, 9):
                     h.send(request("demo", {"deaths": deaths}))
@@ -253,4 +305,6 @@ def test_sigterm_under_load_completes_calls_in_flight_and_exits_0(tmp_path: Path
     # reached the port in the instant the drain began and that no handler had picked up yet.
     assert set(codes) <= {"OK", "UNAVAILABLE", "CANCELLED"}, codes
     assert codes["OK"] >= 200
-    assert decided == codes["OK"] + sum(len(h.answers) for h in held)  # a refused call was never evaluated: retrying it is safe
+    assert decided == codes["OK"] + sum(
+        len(h.answers) for h in held
+    )  # a refused call was never evaluated: retrying it is safe

@@ -47,8 +47,25 @@ def test_every_log_line_of_three_workers_under_load_is_whole_json(tmp_path: Path
     """Three workers answering six callers, one of them killed midway, write only whole JSON lines to a shared pipe, and every answer received has its decision line."""
     rules = rules_tree(tmp_path / "rules", "demo")
     port = free_port()
-    argv = [sys.executable, "-m", "liandong.cli", "serve", "--workers", str(WORKERS), "--listen", f"{LOOPBACK}:{port}", "--metrics-listen", "",
-            "--rules-dir", str(rules), "--log-format", "json", "--log-facts", "--grace-seconds", "5"]
+    argv = [
+        sys.executable,
+        "-m",
+        "liandong.cli",
+        "serve",
+        "--workers",
+        str(WORKERS),
+        "--listen",
+        f"{LOOPBACK}:{port}",
+        "--metrics-listen",
+        "",
+        "--rules-dir",
+        str(rules),
+        "--log-format",
+        "json",
+        "--log-facts",
+        "--grace-seconds",
+        "5",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIANDONG_")}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     assert proc.stdout is not None
@@ -70,7 +87,9 @@ def test_every_log_line_of_three_workers_under_load_is_whole_json(tmp_path: Path
     lock = threading.Lock()
     halfway = threading.Event()
     try:
-        assert wait_until(lambda: any(e.get("event") == "supervising" for e in events()) or proc.poll() is not None, BOUND), b"".join(chunks)[-4000:]
+        assert wait_until(
+            lambda: any(e.get("event") == "supervising" for e in events()) or proc.poll() is not None, BOUND
+        ), b"".join(chunks)[-4000:]
         assert proc.poll() is None
         stop_at = time.monotonic() + LOAD_SECONDS
 
@@ -84,7 +103,12 @@ def test_every_log_line_of_three_workers_under_load_is_whole_json(tmp_path: Path
                     if n == 0 and i == CALLS_PER_CALLER // 2:
                         halfway.set()
                     try:
-                        det = stub.Determine(request("demo", {"deaths": i % 12, "note": "长" * 20}, incident_id=f"caller{n}-{i}-" + "x" * 200), timeout=10)
+                        det = stub.Determine(
+                            request(
+                                "demo", {"deaths": i % 12, "note": "长" * 20}, incident_id=f"caller{n}-{i}-" + "x" * 200
+                            ),
+                            timeout=10,
+                        )
                     except grpc.RpcError as exc:
                         with lock:
                             failed.append(exc.code())
@@ -110,8 +134,10 @@ def test_every_log_line_of_three_workers_under_load_is_whole_json(tmp_path: Path
         reader.join(BOUND)
     good, bad = _json_lines(b"".join(chunks))
     decisions = [e for e in good if e.get("event") == "decision"]
-    print(f"\nworker log figures: {len(answered)} answers, {len(failed)} failed calls ({sorted({c.name for c in failed})}), "
-          f"{len(good)} JSON lines ({len(decisions)} decisions), {len(bad)} unreadable lines")
+    print(
+        f"\nworker log figures: {len(answered)} answers, {len(failed)} failed calls ({sorted({c.name for c in failed})}), "
+        f"{len(good)} JSON lines ({len(decisions)} decisions), {len(bad)} unreadable lines"
+    )
     assert bad == []
     assert any(e.get("event") == "worker_exited" for e in good)  # the kill happened and was logged
     logged = [str(e["decision_id"]) for e in decisions]

@@ -31,8 +31,8 @@ from support.data import DEMO_DIR
 from support.messages import answers_of, batches, request
 from support.metrics import scrape
 from support.processes import serving, wait_until
-from support.servers import ADMIN_TOKEN, LOOPBACK, make_config, running
 from support.rules import copy_demo
+from support.servers import ADMIN_TOKEN, LOOPBACK, make_config, running
 
 TLS_TARGET_NAME = "localhost"
 
@@ -61,7 +61,9 @@ def tls_channel(port: int, ca: Path, cert: Path | None = None, key: Path | None 
 
 
 # -- TLS -------------------------------------------------------------------------------------------
-def test_tls_serves_only_clients_that_speak_tls_and_trust_the_ca(rules_dir: Path, runtime: DurableRuntime, certs: Certs) -> None:
+def test_tls_serves_only_clients_that_speak_tls_and_trust_the_ca(
+    rules_dir: Path, runtime: DurableRuntime, certs: Certs
+) -> None:
     """With --tls-cert/--tls-key a TLS client trusting the CA gets answers, health and reflection; plaintext and untrusting clients are refused."""
     with running(rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key)) as svc:
         with tls_channel(svc.port, certs.ca) as channel:
@@ -77,9 +79,13 @@ def test_tls_serves_only_clients_that_speak_tls_and_trust_the_ca(rules_dir: Path
             assert client.determine("demo", {"deaths": 10}).level.code == "II"
 
 
-def test_mutual_tls_requires_a_client_certificate_signed_by_the_client_ca(rules_dir: Path, runtime: DurableRuntime, certs: Certs) -> None:
+def test_mutual_tls_requires_a_client_certificate_signed_by_the_client_ca(
+    rules_dir: Path, runtime: DurableRuntime, certs: Certs
+) -> None:
     """With --tls-client-ca only clients presenting a certificate signed by that CA are served."""
-    with running(rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key), tls_client_ca=str(certs.ca)) as svc:
+    with running(
+        rules_dir, runtime, tls_cert=str(certs.server_cert), tls_key=str(certs.server_key), tls_client_ca=str(certs.ca)
+    ) as svc:
         with tls_channel(svc.port, certs.ca, certs.client_cert, certs.client_key) as good:
             assert determine_over(good) == "III"
         with tls_channel(svc.port, certs.ca) as anonymous:
@@ -88,11 +94,17 @@ def test_mutual_tls_requires_a_client_certificate_signed_by_the_client_ca(rules_
             assert refused(rogue) == grpc.StatusCode.UNAVAILABLE
         with grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as plaintext:
             assert refused(plaintext) == grpc.StatusCode.UNAVAILABLE
-        assert svc.registry.get_sample_value("liandong_rpc_requests_total", {"method": "Determine", "code": "OK"}) == 1  # only the good client got through
+        assert (
+            svc.registry.get_sample_value("liandong_rpc_requests_total", {"method": "Determine", "code": "OK"}) == 1
+        )  # only the good client got through
 
 
-@pytest.mark.parametrize("which", ["missing certificate", "key of another certificate", "CA file that is not PEM", "encrypted key"])
-def test_unusable_tls_files_stop_the_start(which: str, rules_dir: Path, runtime: DurableRuntime, certs: Certs, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "which", ["missing certificate", "key of another certificate", "CA file that is not PEM", "encrypted key"]
+)
+def test_unusable_tls_files_stop_the_start(
+    which: str, rules_dir: Path, runtime: DurableRuntime, certs: Certs, tmp_path: Path
+) -> None:
     """A missing, mismatched or encrypted certificate, key or CA stops the start with a message naming the file, before anything listens."""
     not_pem = tmp_path / "ca.txt"
     not_pem.write_text("not a certificate\n", encoding="utf-8")
@@ -100,17 +112,32 @@ def test_unusable_tls_files_stop_the_start(which: str, rules_dir: Path, runtime:
 
     key = serialization.load_pem_private_key(certs.server_key.read_bytes(), password=None)
     encrypted = tmp_path / "encrypted.key"
-    encrypted.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"secret")))
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
     flags = {
         "missing certificate": {"tls_cert": str(tmp_path / "nope.pem"), "tls_key": str(certs.server_key)},
         "key of another certificate": {"tls_cert": str(certs.server_cert), "tls_key": str(certs.client_key)},
-        "CA file that is not PEM": {"tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key), "tls_client_ca": str(not_pem)},
+        "CA file that is not PEM": {
+            "tls_cert": str(certs.server_cert),
+            "tls_key": str(certs.server_key),
+            "tls_client_ca": str(not_pem),
+        },
         "encrypted key": {"tls_cert": str(certs.server_cert), "tls_key": str(encrypted)},
     }[which]
     svc = Service(make_config(rules_dir, **flags), registry=CollectorRegistry(), runtime=runtime)
     with pytest.raises(StartupError) as caught:
         svc.start()
-    named = {"missing certificate": "nope.pem", "key of another certificate": "client.key", "CA file that is not PEM": "ca.txt", "encrypted key": "encrypted.key is encrypted"}[which]
+    named = {
+        "missing certificate": "nope.pem",
+        "key of another certificate": "client.key",
+        "CA file that is not PEM": "ca.txt",
+        "encrypted key": "encrypted.key is encrypted",
+    }[which]
     assert named in str(caught.value)
     assert svc.port == 0  # nothing was bound
 
@@ -119,15 +146,53 @@ def test_serve_flags_and_variables_enable_tls_for_the_cli_client(tmp_path: Path,
     """`liandong serve --tls-cert` with LIANDONG_TLS_KEY serves TLS, and `liandong determine --tls-ca` talks to it."""
     rules = tmp_path / "rules"
     copy_demo(rules)
-    with serving(tmp_path, "--rules-dir", str(rules), "--tls-cert", str(certs.server_cert), env={"LIANDONG_TLS_KEY": str(certs.server_key)}) as server:
+    with serving(
+        tmp_path,
+        "--rules-dir",
+        str(rules),
+        "--tls-cert",
+        str(certs.server_cert),
+        env={"LIANDONG_TLS_KEY": str(certs.server_key)},
+    ) as server:
         assert server.event("listening", tls="on") is not None
         run = subprocess.run(
-            [sys.executable, "-m", "liandong.cli", "determine", "--type", "demo", "--fact", "deaths=3", "--target", server.target, "--tls-ca", str(certs.ca), "--json"],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "liandong.cli",
+                "determine",
+                "--type",
+                "demo",
+                "--fact",
+                "deaths=3",
+                "--target",
+                server.target,
+                "--tls-ca",
+                str(certs.ca),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         plain = subprocess.run(
-            [sys.executable, "-m", "liandong.cli", "determine", "--type", "demo", "--fact", "deaths=3", "--target", server.target, "--timeout", "2"],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "liandong.cli",
+                "determine",
+                "--type",
+                "demo",
+                "--fact",
+                "deaths=3",
+                "--target",
+                server.target,
+                "--timeout",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert run.returncode == 0, run.stderr
     assert '"code": "III"' in run.stdout
@@ -153,7 +218,9 @@ def test_plaintext_on_loopback_needs_nothing(listen: str) -> None:
     assert cfg.listen == listen and not cfg.allow_plaintext and not cfg.tls_cert
 
 
-def test_serve_refuses_plaintext_on_a_public_address_before_binding(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_refuses_plaintext_on_a_public_address_before_binding(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`liandong serve --listen 0.0.0.0:PORT` without TLS exits 2 with the reason, and never reaches the server."""
 
     def must_not_run(*args: object, **kwargs: object) -> int:
@@ -165,7 +232,14 @@ def test_serve_refuses_plaintext_on_a_public_address_before_binding(monkeypatch:
     assert "not a loopback address" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flags, needs", [({"tls_cert": "c.pem"}, "go together"), ({"tls_key": "k.pem"}, "go together"), ({"tls_client_ca": "ca.pem"}, "needs --tls-cert")])
+@pytest.mark.parametrize(
+    "flags, needs",
+    [
+        ({"tls_cert": "c.pem"}, "go together"),
+        ({"tls_key": "k.pem"}, "go together"),
+        ({"tls_client_ca": "ca.pem"}, "needs --tls-cert"),
+    ],
+)
 def test_incomplete_tls_settings_are_refused(flags: dict[str, str], needs: str) -> None:
     """A certificate without its key (or the reverse), or a client CA without a certificate, is a configuration error."""
     with pytest.raises(config.ConfigError) as caught:
@@ -193,17 +267,32 @@ def test_admin_service_is_off_by_default(rules_dir: Path, runtime: DurableRuntim
             assert "liandong.v1.RulesAdminService" not in reflected_services(channel)
 
 
-@pytest.mark.parametrize("metadata, want", [
-    (None, grpc.StatusCode.UNAUTHENTICATED),
-    ([("authorization", "")], grpc.StatusCode.UNAUTHENTICATED),
-    ([("authorization", "Bearer wrong-token-0000000000")], grpc.StatusCode.PERMISSION_DENIED),
-    ([("authorization", f"Basic {ADMIN_TOKEN}")], grpc.StatusCode.PERMISSION_DENIED),
-    ([("authorization", f"Bearer {ADMIN_TOKEN}x")], grpc.StatusCode.PERMISSION_DENIED),
-    ([("authorization", f"Bearer {ADMIN_TOKEN[:-1]}")], grpc.StatusCode.PERMISSION_DENIED),
-    ([("authorization", f"Bearer {ADMIN_TOKEN}")], grpc.StatusCode.OK),
-    ([("authorization", f"bearer {ADMIN_TOKEN}")], grpc.StatusCode.OK),
-], ids=["no metadata", "empty", "wrong token", "wrong scheme", "token plus a character", "token minus a character", "right token", "scheme in lower case"])
-def test_admin_token_decides(metadata: list[tuple[str, str]] | None, want: grpc.StatusCode, admin_server: Service) -> None:
+@pytest.mark.parametrize(
+    "metadata, want",
+    [
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        ([("authorization", "")], grpc.StatusCode.UNAUTHENTICATED),
+        ([("authorization", "Bearer wrong-token-0000000000")], grpc.StatusCode.PERMISSION_DENIED),
+        ([("authorization", f"Basic {ADMIN_TOKEN}")], grpc.StatusCode.PERMISSION_DENIED),
+        ([("authorization", f"Bearer {ADMIN_TOKEN}x")], grpc.StatusCode.PERMISSION_DENIED),
+        ([("authorization", f"Bearer {ADMIN_TOKEN[:-1]}")], grpc.StatusCode.PERMISSION_DENIED),
+        ([("authorization", f"Bearer {ADMIN_TOKEN}")], grpc.StatusCode.OK),
+        ([("authorization", f"bearer {ADMIN_TOKEN}")], grpc.StatusCode.OK),
+    ],
+    ids=[
+        "no metadata",
+        "empty",
+        "wrong token",
+        "wrong scheme",
+        "token plus a character",
+        "token minus a character",
+        "right token",
+        "scheme in lower case",
+    ],
+)
+def test_admin_token_decides(
+    metadata: list[tuple[str, str]] | None, want: grpc.StatusCode, admin_server: Service
+) -> None:
     """With a token: no credentials UNAUTHENTICATED, wrong ones PERMISSION_DENIED, the right one OK."""
     assert admin_call(admin_server.port, metadata) == want
 
@@ -228,7 +317,9 @@ def test_admin_token_never_appears_in_logs_or_metrics(tmp_path: Path) -> None:
         assert admin_call(server.port, [("authorization", f"Bearer {wrong}")]) == grpc.StatusCode.PERMISSION_DENIED
         assert admin_call(server.port, None) == grpc.StatusCode.UNAUTHENTICATED
         with grpc.insecure_channel(server.target) as channel:
-            reply = admin_pb2_grpc.RulesAdminServiceStub(channel).Reload(admin_pb2.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=30)  # type: ignore[no-untyped-call]
+            reply = admin_pb2_grpc.RulesAdminServiceStub(channel).Reload(
+                admin_pb2.ReloadRequest(), metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")], timeout=30
+            )  # type: ignore[no-untyped-call]
         assert reply.ok
         server.wait_event("rules_reloaded", trigger="admin")
         metrics = scrape(server.metrics_port)
@@ -240,15 +331,26 @@ def test_admin_token_never_appears_in_logs_or_metrics(tmp_path: Path) -> None:
 
 
 # -- rule paths stay inside the rules directory; YAML builds no objects -----------------------------------
-@pytest.mark.parametrize("ruleset, version", [("../../../etc/passwd", ""), ("demo", "../../2024.1"), ("/etc", ""), ("demo/../demo", ""), ("demo", "2024.1/../../../x")])
+@pytest.mark.parametrize(
+    "ruleset, version",
+    [
+        ("../../../etc/passwd", ""),
+        ("demo", "../../2024.1"),
+        ("/etc", ""),
+        ("demo/../demo", ""),
+        ("demo", "2024.1/../../../x"),
+    ],
+)
 def test_rule_set_names_are_never_paths(ruleset: str, version: str, admin_server: Service) -> None:
     """A rule set or version that looks like a path is just an unknown name: NOT_FOUND."""
     with grpc.insecure_channel(f"{LOOPBACK}:{admin_server.port}") as channel:
         stub = pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
         from liandong.v1 import liandong_pb2 as pb
 
-        for call in (lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=ruleset, version=version), timeout=10),
-                     lambda: stub.Determine(request("demo", {"deaths": 3}, ruleset=ruleset, version=version), timeout=10)):
+        for call in (
+            lambda: stub.GetRuleSet(pb.GetRuleSetRequest(ruleset=ruleset, version=version), timeout=10),
+            lambda: stub.Determine(request("demo", {"deaths": 3}, ruleset=ruleset, version=version), timeout=10),
+        ):
             with pytest.raises(grpc.RpcError) as caught:
                 call()
             assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -270,7 +372,16 @@ def test_a_fixtures_file_linked_from_outside_is_not_read(tmp_path: Path, runtime
     assert "root_password" not in str(caught.value) and "hunter2" not in str(caught.value)
 
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/apply:subprocess.check_call", "!!python/object/new:pathlib.Path", "!!python/name:os.system", "scalar !!python/name:os.system"])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system",
+        "!!python/object/apply:subprocess.check_call",
+        "!!python/object/new:pathlib.Path",
+        "!!python/name:os.system",
+        "scalar !!python/name:os.system",
+    ],
+)
 @pytest.mark.parametrize("where", ["document", "fixtures"])
 def test_yaml_constructs_no_objects(tag: str, where: str, tmp_path: Path) -> None:
     """A Python tag in a document or a fixtures file is refused by name, and whatever it asks for never runs."""
@@ -286,9 +397,14 @@ def test_yaml_constructs_no_objects(tag: str, where: str, tmp_path: Path) -> Non
     key = "title: 测试预案\n" if where == "document" else "cases:\n"
     text = text.replace(key, f"injected: {payload}\n" + key, 1)
     target.write_text(text, encoding="utf-8")
-    run = subprocess.run([sys.executable, "-m", "liandong.cli", "rules", "test", str(rules)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "liandong.cli", "rules", "test", str(rules)], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 1
-    assert "unsupported tag tag:yaml.org,2002:python/" in run.stderr or "could not determine a constructor for the tag 'tag:yaml.org,2002:python/" in run.stderr, run.stderr
+    assert (
+        "unsupported tag tag:yaml.org,2002:python/" in run.stderr
+        or "could not determine a constructor for the tag 'tag:yaml.org,2002:python/" in run.stderr
+    ), run.stderr
     assert not marker.exists()
     if where == "document":
         with pytest.raises(RuleDocumentInvalid):
@@ -305,8 +421,18 @@ def send_marked_incidents(target: str) -> None:
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.ResponseServiceStub(channel)  # type: ignore[no-untyped-call]
         assert stub.Determine(request("demo", {"deaths": 3, "note": MARKER[:20]}), timeout=10).level.code == "III"
-        assert stub.Determine(request("demo", {"deaths": 10, "note": MARKER[:20]}, explain=True), timeout=10).level.code == "II"
-        assert len(list(answers_of(stub.DetermineStream(batches([request("demo", {"note": MARKER[:20]})] * 3), timeout=10)))) == 3
+        assert (
+            stub.Determine(request("demo", {"deaths": 10, "note": MARKER[:20]}, explain=True), timeout=10).level.code
+            == "II"
+        )
+        assert (
+            len(
+                list(
+                    answers_of(stub.DetermineStream(batches([request("demo", {"note": MARKER[:20]})] * 3), timeout=10))
+                )
+            )
+            == 3
+        )
         for facts in ({"status": MARKER}, {MARKER: 1}, {"note": MARKER * 10}, {"deaths": MARKER}):
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Determine(request("demo", facts), timeout=10)
@@ -333,7 +459,9 @@ def test_facts_stay_out_of_logs_unless_enabled_and_out_of_metrics_always(log_fac
         assert MARKER[:20] not in log and "facts" not in " ".join(str(e.keys()) for e in decisions)
 
 
-def test_engine_failure_is_logged_without_facts(rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_failure_is_logged_without_facts(
+    rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An engine failure whose message quotes the incident ends INTERNAL with a generic message and an engine_failure log line without the facts."""
 
     def broken(name: str, fact: dict[str, object]) -> tuple[str, ...]:

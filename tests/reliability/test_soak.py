@@ -36,6 +36,8 @@ def test_one_million_decisions_in_one_process(soak_run: tuple[subprocess.Popen[b
     assert [c["done"] for c in checkpoints] == [SOAK_DECISIONS * k // 20 for k in range(21)]
     warm = checkpoints[1]["rss_kib"]
     peak = max(c["rss_kib"] for c in checkpoints[1:])
-    print(f"\nsoak figures: {summary['decisions']} decisions + {summary['refused']} refused in {summary['seconds']}s "
-          f"({summary['per_second']}/s); RSS {checkpoints[0]['rss_kib']} KiB at start, {warm} KiB after {checkpoints[1]['done']}, peak {peak} KiB, end {summary['rss_kib']} KiB")
+    print(
+        f"\nsoak figures: {summary['decisions']} decisions + {summary['refused']} refused in {summary['seconds']}s "
+        f"({summary['per_second']}/s); RSS {checkpoints[0]['rss_kib']} KiB at start, {warm} KiB after {checkpoints[1]['done']}, peak {peak} KiB, end {summary['rss_kib']} KiB"
+    )
     assert peak - warm < RSS_GROWTH_LIMIT_KIB

@@ -48,7 +48,19 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
     port, metrics_port = free_port(), free_port()
     target = f"{LOOPBACK}:{port}"
     # The later --metrics-listen wins over Serve's own: the supervisor serves every worker's metrics there.
-    server = Serve(tmp_path, "--workers", "2", "--listen", target, "--metrics-listen", f"{LOOPBACK}:{metrics_port}", "--rules-dir", str(tmp_path / "rules"), "--grace-seconds", "2")
+    server = Serve(
+        tmp_path,
+        "--workers",
+        "2",
+        "--listen",
+        target,
+        "--metrics-listen",
+        f"{LOOPBACK}:{metrics_port}",
+        "--rules-dir",
+        str(tmp_path / "rules"),
+        "--grace-seconds",
+        "2",
+    )
     worker_pids: set[int] = set()
     codes: Counter[str] = Counter()
     after_crash: Counter[str] = Counter()
@@ -86,8 +98,12 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
         os.kill(victim, signal.SIGKILL)  # a crash: no drain, no goodbye
         crashed.set()
         assert wait_until(lambda: server.event("worker_exited", pid=victim) is not None, BOUND), server.log()[-3000:]
-        assert wait_until(lambda: any(int(str(e["worker"])) == 0 and int(str(e["pid"])) != victim for e in ready()), BOUND), server.log()[-3000:]
-        replacement = next(int(str(e["pid"])) for e in ready() if int(str(e["worker"])) == 0 and int(str(e["pid"])) != victim)
+        assert wait_until(
+            lambda: any(int(str(e["worker"])) == 0 and int(str(e["pid"])) != victim for e in ready()), BOUND
+        ), server.log()[-3000:]
+        replacement = next(
+            int(str(e["pid"])) for e in ready() if int(str(e["worker"])) == 0 and int(str(e["pid"])) != victim
+        )
         worker_pids.add(replacement)
         # The replacement answers too: some fresh connection lands on it (each decision logs its worker).
         assert wait_until(lambda: replacement_decisions(server.events(), replacement) > 0, BOUND), dict(codes)
@@ -107,9 +123,13 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
         for pid in worker_pids:  # workers exit with their supervisor; make sure of it
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    print(f"\nworker figures: calls by code {dict(codes)}, after the crash {dict(after_crash)}; worker 0 pid {victim} -> {replacement}")
+    print(
+        f"\nworker figures: calls by code {dict(codes)}, after the crash {dict(after_crash)}; worker 0 pid {victim} -> {replacement}"
+    )
     assert exit_code == 0
     assert server.event("stopped") is not None
     assert server.event("worker_exited", pid=victim) is not None
-    assert set(codes) <= {"OK", "UNAVAILABLE"}, codes  # a call on the dead worker's connection may be refused, never answered wrongly
+    assert set(codes) <= {"OK", "UNAVAILABLE"}, (
+        codes
+    )  # a call on the dead worker's connection may be refused, never answered wrongly
     assert after_crash["OK"] >= 50  # the port kept answering while worker 0 was dead and after

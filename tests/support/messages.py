@@ -12,7 +12,15 @@ from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 
 
-def request(incident_type: str, facts: Mapping[str, object] | None = None, *, incident_id: str = "", ruleset: str = "", version: str = "", explain: bool = False) -> pb.DetermineRequest:
+def request(
+    incident_type: str,
+    facts: Mapping[str, object] | None = None,
+    *,
+    incident_id: str = "",
+    ruleset: str = "",
+    version: str = "",
+    explain: bool = False,
+) -> pb.DetermineRequest:
     req = pb.DetermineRequest(ruleset=ruleset, version=version, explain=explain)
     req.incident.id = incident_id
     req.incident.type = incident_type

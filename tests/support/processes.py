@@ -70,8 +70,22 @@ class Serve:
         environ.update(env or {})
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         metrics_listen = f"{LOOPBACK}:0" if metrics else ""
-        argv = [sys.executable, "-m", "liandong.cli", "serve", "--listen", f"{LOOPBACK}:0", "--metrics-listen", metrics_listen, "--log-format", "json", *args]
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, env=environ)
+        argv = [
+            sys.executable,
+            "-m",
+            "liandong.cli",
+            "serve",
+            "--listen",
+            f"{LOOPBACK}:0",
+            "--metrics-listen",
+            metrics_listen,
+            "--log-format",
+            "json",
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, env=environ
+        )
         self.port = 0
         self.metrics_port = 0
 
@@ -85,7 +99,9 @@ class Serve:
         return find_event(self.events(), name, **match)
 
     def wait_event(self, name: str, timeout: float = 30.0, **match: object) -> dict[str, object]:
-        assert wait_until(lambda: self.event(name, **match) is not None or self.proc.poll() is not None, timeout), f"no '{name}' within {timeout}s:\n{self.log()[-3000:]}"
+        assert wait_until(lambda: self.event(name, **match) is not None or self.proc.poll() is not None, timeout), (
+            f"no '{name}' within {timeout}s:\n{self.log()[-3000:]}"
+        )
         found = self.event(name, **match)
         assert found is not None, f"server exited ({self.proc.poll()}) before '{name}':\n{self.log()[-3000:]}"
         return found

@@ -58,7 +58,9 @@ def copy_demo(dest_root: Path, name: str = "demo") -> Path:
     shutil.copytree(DEMO_DIR, copied)
     if name != "demo":
         for path in copied.glob("*.yaml"):
-            path.write_text(path.read_text(encoding="utf-8").replace("ruleset: demo\n", f"ruleset: {name}\n"), encoding="utf-8")
+            path.write_text(
+                path.read_text(encoding="utf-8").replace("ruleset: demo\n", f"ruleset: {name}\n"), encoding="utf-8"
+            )
     return copied
 
 

@@ -37,9 +37,15 @@ def make_config(rules_dir: Path, **flags: object) -> config.Config:
 
 
 @contextlib.contextmanager
-def running(rules_dir: Path, runtime: DurableRuntime, registry: CollectorRegistry | None = None, **flags: object) -> Iterator[Service]:
+def running(
+    rules_dir: Path, runtime: DurableRuntime, registry: CollectorRegistry | None = None, **flags: object
+) -> Iterator[Service]:
     """A started Service on a free loopback port; stopped (grace 0) when the block ends."""
-    svc = Service(make_config(rules_dir, **flags), registry=registry if registry is not None else CollectorRegistry(), runtime=runtime)
+    svc = Service(
+        make_config(rules_dir, **flags),
+        registry=registry if registry is not None else CollectorRegistry(),
+        runtime=runtime,
+    )
     svc.start()
     try:
         yield svc
@@ -60,7 +66,9 @@ def channel(address: str) -> Iterator[grpc.Channel]:
         ch.close()
 
 
-def stubs(ch: grpc.Channel) -> tuple[pb_grpc.ResponseServiceStub, admin_pb2_grpc.RulesAdminServiceStub, health_pb2_grpc.HealthStub]:
+def stubs(
+    ch: grpc.Channel,
+) -> tuple[pb_grpc.ResponseServiceStub, admin_pb2_grpc.RulesAdminServiceStub, health_pb2_grpc.HealthStub]:
     return pb_grpc.ResponseServiceStub(ch), admin_pb2_grpc.RulesAdminServiceStub(ch), health_pb2_grpc.HealthStub(ch)  # type: ignore[no-untyped-call]
 
 

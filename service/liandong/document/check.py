@@ -35,7 +35,18 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def problem(self, pos: Pos, message: str, rule_id: str = "", suggestion: str = "") -> None:
-        self.problems.append(Problem(pos.path, pos.line, pos.column, message, key=pos.key, ruleset=self.doc.ruleset, rule_id=rule_id, suggestion=suggestion))
+        self.problems.append(
+            Problem(
+                pos.path,
+                pos.line,
+                pos.column,
+                message,
+                key=pos.key,
+                ruleset=self.doc.ruleset,
+                rule_id=rule_id,
+                suggestion=suggestion,
+            )
+        )
 
     def unique(self, kind: str, items: Iterable[tuple[str, Pos]]) -> None:
         seen: dict[str, Pos] = {}
@@ -48,7 +59,9 @@ class _Checker:
     def ref(self, kind: str, ident: str, known: Iterable[str], pos: Pos, owner: str, rule_id: str = "") -> None:
         known = list(known)
         if ident not in known:
-            self.problem(pos, f"{owner} names unknown {kind} '{ident}'", rule_id=rule_id, suggestion=closest(ident, known))
+            self.problem(
+                pos, f"{owner} names unknown {kind} '{ident}'", rule_id=rule_id, suggestion=closest(ident, known)
+            )
 
     def run(self) -> RuleSetDocument:
         d = self.doc
@@ -63,7 +76,9 @@ class _Checker:
         unit_ids = [u.id for u in d.units]
         for grp in d.groups:
             if grp.lead is not None:
-                self.ref("unit", grp.lead, unit_ids, grp.where.get(f"lead:{grp.lead}", grp.pos), f"group '{grp.id}' lead")
+                self.ref(
+                    "unit", grp.lead, unit_ids, grp.where.get(f"lead:{grp.lead}", grp.pos), f"group '{grp.id}' lead"
+                )
             for member in grp.members:
                 self.ref("unit", member, unit_ids, grp.where.get(f"members:{member}", grp.pos), f"group '{grp.id}'")
             self.unique(f"member of group '{grp.id}'", ((m, grp.pos) for m in grp.members))
@@ -80,7 +95,9 @@ class _Checker:
             self.then_refs(rule.then, rule.pos, f"rule '{rule.id}'", rule.id)
             rules.append(dataclasses.replace(rule, when=self.condition(rule.when, rule.id)))
         self.unique("check id", ((c.id, c.pos) for c in d.checks))
-        checks = tuple(dataclasses.replace(c, require=self.condition(c.require, "", f"check '{c.id}'")) for c in d.checks)
+        checks = tuple(
+            dataclasses.replace(c, require=self.condition(c.require, "", f"check '{c.id}'")) for c in d.checks
+        )
         return dataclasses.replace(d, rules=tuple(rules), checks=checks)
 
     def then_refs(self, t: Then, pos: Pos, owner: str, rule_id: str) -> None:
@@ -114,7 +131,10 @@ class _Checker:
             spec.numeric
             and isinstance(value, (int, float))
             and not isinstance(value, bool)
-            and ((spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum))
+            and (
+                (spec.minimum is not None and value < spec.minimum)
+                or (spec.maximum is not None and value > spec.maximum)
+            )
         ):
             self.problem(spec.pos, f"input '{spec.name}' default {value} is outside its bounds")
         return dataclasses.replace(spec, default=value)
@@ -141,7 +161,12 @@ class _Checker:
             if found is not None:
                 return found
             choices = [v.id for v in spec.values] + [v.label for v in spec.values]
-            self.problem(pos, f"{owner}: '{value}' is not a value of input '{spec.name}' ({', '.join(v.id for v in spec.values)})", rule_id=rule_id, suggestion=closest(value, choices))
+            self.problem(
+                pos,
+                f"{owner}: '{value}' is not a value of input '{spec.name}' ({', '.join(v.id for v in spec.values)})",
+                rule_id=rule_id,
+                suggestion=closest(value, choices),
+            )
             return None
         self.problem(pos, f"{owner}: {value!r} does not fit input '{spec.name}' of type {kind.value}", rule_id=rule_id)
         return None
@@ -160,31 +185,60 @@ class _Checker:
     def comparison(self, cmp: Comparison, rule_id: str, owner: str) -> Comparison:
         spec = self.doc.input(cmp.input)
         if spec is None:
-            self.problem(cmp.pos, f"{owner} compares unknown input '{cmp.input}'", rule_id, closest(cmp.input, (i.name for i in self.doc.inputs)))
+            self.problem(
+                cmp.pos,
+                f"{owner} compares unknown input '{cmp.input}'",
+                rule_id,
+                closest(cmp.input, (i.name for i in self.doc.inputs)),
+            )
             return cmp
         if cmp.op in ORDERING and not spec.numeric:
-            self.problem(cmp.pos, f"{owner}: '{cmp.word}' needs a numeric input, but '{spec.name}' is {spec.type.value}", rule_id)
+            self.problem(
+                cmp.pos, f"{owner}: '{cmp.word}' needs a numeric input, but '{spec.name}' is {spec.type.value}", rule_id
+            )
             return cmp
         operand = cmp.operand
         if isinstance(operand, InputRef):
             other = self.doc.input(operand.input)
             if other is None:
-                self.problem(cmp.pos, f"{owner} compares '{cmp.input}' with unknown input '{operand.input}'", rule_id, closest(operand.input, (i.name for i in self.doc.inputs)))
+                self.problem(
+                    cmp.pos,
+                    f"{owner} compares '{cmp.input}' with unknown input '{operand.input}'",
+                    rule_id,
+                    closest(operand.input, (i.name for i in self.doc.inputs)),
+                )
             elif other.numeric != spec.numeric or (not spec.numeric and other.type is not spec.type):
-                self.problem(cmp.pos, f"{owner} compares '{cmp.input}' ({spec.type.value}) with '{other.name}' ({other.type.value})", rule_id)
+                self.problem(
+                    cmp.pos,
+                    f"{owner} compares '{cmp.input}' ({spec.type.value}) with '{other.name}' ({other.type.value})",
+                    rule_id,
+                )
             elif spec.type is InputType.ENUM and other.values != spec.values:
-                self.problem(cmp.pos, f"{owner} compares enums '{cmp.input}' and '{other.name}' that have different values", rule_id)
+                self.problem(
+                    cmp.pos,
+                    f"{owner} compares enums '{cmp.input}' and '{other.name}' that have different values",
+                    rule_id,
+                )
             return cmp
         if isinstance(operand, tuple):
             values = tuple(self.value(spec, v, cmp.pos, owner, rule_id) for v in operand)
             if any(v is None for v in values):
                 return cmp
             if cmp.op == "between" and values[0] > values[1]:  # type: ignore[operator]
-                self.problem(cmp.pos, f"{owner}: 'between' on '{cmp.input}' has low {values[0]} above high {values[1]}", rule_id)
+                self.problem(
+                    cmp.pos, f"{owner}: 'between' on '{cmp.input}' has low {values[0]} above high {values[1]}", rule_id
+                )
             return dataclasses.replace(cmp, operand=tuple(v for v in values if v is not None))
-        if cmp.op in ORDERING and spec.type is InputType.INTEGER and isinstance(operand, float) and not isinstance(operand, bool):
+        if (
+            cmp.op in ORDERING
+            and spec.type is InputType.INTEGER
+            and isinstance(operand, float)
+            and not isinstance(operand, bool)
+        ):
             if not math.isfinite(operand):
-                self.problem(cmp.pos, f"{owner}: '{cmp.word}' on '{cmp.input}' needs a finite number, not {operand}", rule_id)
+                self.problem(
+                    cmp.pos, f"{owner}: '{cmp.word}' on '{cmp.input}' needs a finite number, not {operand}", rule_id
+                )
             return cmp  # 999.5 against an integer input is meaningful: keep the fraction
         value = self.value(spec, operand, cmp.pos, owner, rule_id)
         return cmp if value is None else dataclasses.replace(cmp, operand=value)

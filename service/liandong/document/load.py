@@ -46,7 +46,9 @@ def parse_document(data: bytes, path: str) -> RuleSetDocument:
         doc, more = check(doc)
         problems.extend(more)
     if problems or doc is None:
-        raise RuleDocumentInvalid(sorted(problems, key=lambda p: (p.line, p.column)) or [Problem(path, 1, 1, "document could not be read")])
+        raise RuleDocumentInvalid(
+            sorted(problems, key=lambda p: (p.line, p.column)) or [Problem(path, 1, 1, "document could not be read")]
+        )
     raw = plain(root)
     return dataclasses.replace(doc, content_hash=content_hash(raw), raw=raw)
 
@@ -61,10 +63,28 @@ def load_document(path: Path) -> RuleSetDocument:
     doc = parse_document(data, shown)
     problems = []
     if doc.ruleset != path.parent.name:
-        problems.append(Problem(shown, 1, 1, f"ruleset '{doc.ruleset}' does not match its directory '{path.parent.name}'", key="ruleset", ruleset=doc.ruleset))
+        problems.append(
+            Problem(
+                shown,
+                1,
+                1,
+                f"ruleset '{doc.ruleset}' does not match its directory '{path.parent.name}'",
+                key="ruleset",
+                ruleset=doc.ruleset,
+            )
+        )
     expected = path.name[: -len(DOCUMENT_SUFFIX)]
     if doc.version != expected:
-        problems.append(Problem(shown, 1, 1, f"version '{doc.version}' does not match its file name '{path.name}'", key="version", ruleset=doc.ruleset))
+        problems.append(
+            Problem(
+                shown,
+                1,
+                1,
+                f"version '{doc.version}' does not match its file name '{path.name}'",
+                key="version",
+                ruleset=doc.ruleset,
+            )
+        )
     if problems:
         raise RuleDocumentInvalid(problems)
     return doc
@@ -82,7 +102,14 @@ def document_paths(root: Path) -> tuple[list[Path], list[Problem]]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for link in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            problems.append(Problem(display_path(Path(dirpath) / link), 0, 0, "symbolic link to a directory is not followed; put the documents in the rules directory"))
+            problems.append(
+                Problem(
+                    display_path(Path(dirpath) / link),
+                    0,
+                    0,
+                    "symbolic link to a directory is not followed; put the documents in the rules directory",
+                )
+            )
             dirnames.remove(link)
         for name in sorted(filenames):
             if not name.endswith(DOCUMENT_SUFFIX) or name.endswith(FIXTURE_SUFFIX) or name.startswith("."):
@@ -105,7 +132,11 @@ def hidden_paths(root: Path) -> list[str]:
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         out.extend(display_path(Path(dirpath) / d) for d in sorted(dirnames) if d.startswith("."))
-        out.extend(display_path(Path(dirpath) / f) for f in sorted(filenames) if f.startswith(".") and f.endswith(DOCUMENT_SUFFIX))
+        out.extend(
+            display_path(Path(dirpath) / f)
+            for f in sorted(filenames)
+            if f.startswith(".") and f.endswith(DOCUMENT_SUFFIX)
+        )
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
     return out
 
@@ -137,9 +168,27 @@ def collisions(docs: list[RuleSetDocument]) -> list[Problem]:
     for doc in docs:
         first = seen_version.setdefault((doc.ruleset, doc.version), doc)
         if first is not doc:
-            problems.append(Problem(doc.path, 1, 1, f"rule set '{doc.ruleset}' version '{doc.version}' is also defined in {first.path}", key="version", ruleset=doc.ruleset))
+            problems.append(
+                Problem(
+                    doc.path,
+                    1,
+                    1,
+                    f"rule set '{doc.ruleset}' version '{doc.version}' is also defined in {first.path}",
+                    key="version",
+                    ruleset=doc.ruleset,
+                )
+            )
             continue
         first = seen_from.setdefault((doc.ruleset, doc.effective_from), doc)
         if first is not doc:
-            problems.append(Problem(doc.path, 1, 1, f"rule set '{doc.ruleset}' versions '{first.version}' and '{doc.version}' both take effect on {doc.effective_from}; which is in force would be ambiguous", key="effective_from", ruleset=doc.ruleset))
+            problems.append(
+                Problem(
+                    doc.path,
+                    1,
+                    1,
+                    f"rule set '{doc.ruleset}' versions '{first.version}' and '{doc.version}' both take effect on {doc.effective_from}; which is in force would be ambiguous",
+                    key="effective_from",
+                    ruleset=doc.ruleset,
+                )
+            )
     return problems

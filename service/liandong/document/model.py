@@ -79,11 +79,11 @@ class Level:
     rank: int
     pos: Pos
     # What the plan requires whenever this level is the one decided, whichever rule decided it.
-    then: "Then | None" = None
-    citations: "tuple[Citation, ...]" = ()
+    then: Then | None = None
+    citations: tuple[Citation, ...] = ()
 
     @property
-    def citation(self) -> "Citation | None":
+    def citation(self) -> Citation | None:
         """The first clause cited (what callers that know one citation show)."""
         return self.citations[0] if self.citations else None
 
@@ -182,19 +182,19 @@ class Comparison:
 
 @dataclass(frozen=True)
 class AllOf:
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
     pos: Pos
 
 
 @dataclass(frozen=True)
 class AnyOf:
-    items: tuple["Condition", ...]
+    items: tuple[Condition, ...]
     pos: Pos
 
 
 @dataclass(frozen=True)
 class Not:
-    item: "Condition"
+    item: Condition
     pos: Pos
 
 

@@ -54,11 +54,35 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 T = TypeVar("T")
 
 TOP_KEYS = (
-    "ruleset", "version", "title", "source", "effective_from", "effective_until", "incident_types",
-    "boundary", "inputs", "levels", "units", "groups", "obligations", "rules", "checks", "empty_report",
+    "ruleset",
+    "version",
+    "title",
+    "source",
+    "effective_from",
+    "effective_until",
+    "incident_types",
+    "boundary",
+    "inputs",
+    "levels",
+    "units",
+    "groups",
+    "obligations",
+    "rules",
+    "checks",
+    "empty_report",
 )
 EMPTY_REPORT = ("refused", "meaningful")  # `empty_report:` values; refused is the default
-TOP_REQUIRED = ("ruleset", "version", "title", "source", "effective_from", "incident_types", "boundary", "inputs", "rules")
+TOP_REQUIRED = (
+    "ruleset",
+    "version",
+    "title",
+    "source",
+    "effective_from",
+    "incident_types",
+    "boundary",
+    "inputs",
+    "rules",
+)
 INPUT_KEYS = ("type", "unit", "min", "max", "default", "required", "optional", "meaning", "values", "max_length")
 THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
 
@@ -100,7 +124,9 @@ class Parser(ShapeReader):
         types = tuple(t for t, _ in type_refs)
         for t, at in type_refs:
             if not CATALOGUE_ID.match(t):
-                self.problem(at, f"incident type '{t}' is not a valid id (expected {CATALOGUE_ID.pattern})", key="incident_types")
+                self.problem(
+                    at, f"incident type '{t}' is not a valid id (expected {CATALOGUE_ID.pattern})", key="incident_types"
+                )
         if "incident_types" in e and not types:
             self.problem(e["incident_types"], "incident_types must name at least one type", key="incident_types")
         boundary_text = self.text(e.get("boundary"), "boundary")
@@ -109,7 +135,12 @@ class Parser(ShapeReader):
                 self.boundary = Boundary(boundary_text)
             except ValueError:
                 allowed = [b.value for b in Boundary]
-                self.problem(e["boundary"], f"boundary '{boundary_text}' is not one of {', '.join(allowed)}", key="boundary", suggestion=closest(boundary_text, allowed))
+                self.problem(
+                    e["boundary"],
+                    f"boundary '{boundary_text}' is not one of {', '.join(allowed)}",
+                    key="boundary",
+                    suggestion=closest(boundary_text, allowed),
+                )
         inputs = self._inputs(e.get("inputs"))
         levels = self.each(e.get("levels"), "levels", self._level)
         units = self.each(e.get("units"), "units", self._unit)
@@ -119,16 +150,33 @@ class Parser(ShapeReader):
         checks = self.each(e.get("checks"), "checks", self._check)
         empty_report = self.text(e.get("empty_report"), "empty_report") if "empty_report" in e else EMPTY_REPORT[0]
         if empty_report is not None and empty_report not in EMPTY_REPORT:
-            self.problem(e["empty_report"], f"empty_report '{empty_report}' is not one of {', '.join(EMPTY_REPORT)}", key="empty_report", suggestion=closest(empty_report, EMPTY_REPORT))
+            self.problem(
+                e["empty_report"],
+                f"empty_report '{empty_report}' is not one of {', '.join(EMPTY_REPORT)}",
+                key="empty_report",
+                suggestion=closest(empty_report, EMPTY_REPORT),
+            )
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
         if version is None or title is None or source is None or effective_from is None:
             return None
         return RuleSetDocument(
-            ruleset=self.ruleset, version=version, title=title, source=source,
-            effective_from=effective_from, effective_until=effective_until, incident_types=types,
-            boundary=self.boundary, inputs=inputs, levels=levels, units=units, groups=groups,
-            obligations=obligations, rules=rules, path=self.path, checks=checks,
+            ruleset=self.ruleset,
+            version=version,
+            title=title,
+            source=source,
+            effective_from=effective_from,
+            effective_until=effective_until,
+            incident_types=types,
+            boundary=self.boundary,
+            inputs=inputs,
+            levels=levels,
+            units=units,
+            groups=groups,
+            obligations=obligations,
+            rules=rules,
+            path=self.path,
+            checks=checks,
             empty_report_meaningful=empty_report == "meaningful",
         )
 
@@ -149,10 +197,16 @@ class Parser(ShapeReader):
         out = []
         for name, spec in m.entries.items():
             if name in RESERVED_INPUTS:
-                self.problem(m.keys[name], f"input name '{name}' is reserved by the engine; choose another", key=f"inputs.{name}")
+                self.problem(
+                    m.keys[name], f"input name '{name}' is reserved by the engine; choose another", key=f"inputs.{name}"
+                )
                 continue
             if not CATALOGUE_ID.match(name):
-                self.problem(m.keys[name], f"input name '{name}' is not a valid id (expected {CATALOGUE_ID.pattern})", key=f"inputs.{name}")
+                self.problem(
+                    m.keys[name],
+                    f"input name '{name}' is not a valid id (expected {CATALOGUE_ID.pattern})",
+                    key=f"inputs.{name}",
+                )
                 continue
             got = self._input(name, spec)
             if got is not None:
@@ -173,13 +227,24 @@ class Parser(ShapeReader):
             kind = InputType(type_text)
         except ValueError:
             allowed = [t.value for t in InputType]
-            self.problem(e["type"], f"{where}.type '{type_text}' is not one of {', '.join(allowed)}", key=f"{where}.type", suggestion=closest(type_text, allowed))
+            self.problem(
+                e["type"],
+                f"{where}.type '{type_text}' is not one of {', '.join(allowed)}",
+                key=f"{where}.type",
+                suggestion=closest(type_text, allowed),
+            )
             return None
-        required = bool(self.scalar(e.get("required"), f"{where}.required", lambda v: isinstance(v, bool), "true or false"))
-        optional = bool(self.scalar(e.get("optional"), f"{where}.optional", lambda v: isinstance(v, bool), "true or false"))
+        required = bool(
+            self.scalar(e.get("required"), f"{where}.required", lambda v: isinstance(v, bool), "true or false")
+        )
+        optional = bool(
+            self.scalar(e.get("optional"), f"{where}.optional", lambda v: isinstance(v, bool), "true or false")
+        )
         has_default = "default" in e
         if required + optional + has_default != 1:
-            self.problem(m, f"{where} must say exactly one of 'default: V', 'required: true' or 'optional: true'", key=where)
+            self.problem(
+                m, f"{where} must say exactly one of 'default: V', 'required: true' or 'optional: true'", key=where
+            )
         default = None
         if has_default:
             raw = e["default"]
@@ -197,7 +262,11 @@ class Parser(ShapeReader):
                 collected = []
                 for vid, label in vm.entries.items():
                     if not CATALOGUE_ID.match(vid):
-                        self.problem(vm.keys[vid], f"enum value id '{vid}' is not a valid id (expected {CATALOGUE_ID.pattern})", key=f"{where}.values.{vid}")
+                        self.problem(
+                            vm.keys[vid],
+                            f"enum value id '{vid}' is not a valid id (expected {CATALOGUE_ID.pattern})",
+                            key=f"{where}.values.{vid}",
+                        )
                     text = self.text(label, f"{where}.values.{vid}")
                     if text is not None:
                         collected.append(EnumValue(vid, text))
@@ -207,8 +276,10 @@ class Parser(ShapeReader):
         elif "values" in e:
             self.problem(m.keys["values"], f"{where}.values is only for enum inputs", key=f"{where}.values")
         for bound in ("min", "max"):
-            if bound in e and not (kind in (InputType.INTEGER, InputType.NUMBER)):
-                self.problem(m.keys[bound], f"{where}.{bound} is only for integer and number inputs", key=f"{where}.{bound}")
+            if bound in e and kind not in (InputType.INTEGER, InputType.NUMBER):
+                self.problem(
+                    m.keys[bound], f"{where}.{bound} is only for integer and number inputs", key=f"{where}.{bound}"
+                )
         minimum = self.number(e.get("min"), f"{where}.min")
         maximum = self.number(e.get("max"), f"{where}.max")
         if minimum is not None and maximum is not None and minimum > maximum:
@@ -216,15 +287,30 @@ class Parser(ShapeReader):
         max_length = 1000
         if "max_length" in e:
             if kind is not InputType.STRING:
-                self.problem(m.keys["max_length"], f"{where}.max_length is only for string inputs", key=f"{where}.max_length")
-            got = self.scalar(e["max_length"], f"{where}.max_length", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive whole number")
+                self.problem(
+                    m.keys["max_length"], f"{where}.max_length is only for string inputs", key=f"{where}.max_length"
+                )
+            got = self.scalar(
+                e["max_length"],
+                f"{where}.max_length",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                "a positive whole number",
+            )
             max_length = got if isinstance(got, int) else max_length
         unit = self.text(e.get("unit"), f"{where}.unit") or ""
         return InputSpec(
-            name=name, type=kind, meaning=meaning, pos=self.pos(m, where), unit=unit,
-            minimum=minimum, maximum=maximum, required=required, optional=optional,
+            name=name,
+            type=kind,
+            meaning=meaning,
+            pos=self.pos(m, where),
+            unit=unit,
+            minimum=minimum,
+            maximum=maximum,
+            required=required,
+            optional=optional,
             default=default if isinstance(default, (int, float, bool, str)) else None,
-            values=values, max_length=max_length,
+            values=values,
+            max_length=max_length,
         )
 
     def _level(self, value: Value, where: str) -> Level | None:
@@ -233,7 +319,12 @@ class Parser(ShapeReader):
             return None
         code = self.text(m.entries.get("code"), f"{where}.code")
         name = self.text(m.entries.get("name"), f"{where}.name")
-        rank = self.scalar(m.entries.get("rank"), f"{where}.rank", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number")
+        rank = self.scalar(
+            m.entries.get("rank"),
+            f"{where}.rank",
+            lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "a whole number",
+        )
         here = f"level '{code}'" if code else where
         then = None
         if "then" in m.entries:
@@ -248,7 +339,9 @@ class Parser(ShapeReader):
         return Level(code, name, rank, self.pos(m, where), then, citations)
 
     def _unit(self, value: Value, where: str) -> Unit | None:
-        m = self.mapping(value, where, ("id", "name", "duties", "citation", "member"), ("id", "name", "duties", "citation"))
+        m = self.mapping(
+            value, where, ("id", "name", "duties", "citation", "member"), ("id", "name", "duties", "citation")
+        )
         if m is None:
             return None
         uid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
@@ -261,7 +354,12 @@ class Parser(ShapeReader):
         return Unit(uid, name, duties, citations, self.pos(m, f"units.{uid}"), member=member is not False)
 
     def _group(self, value: Value, where: str) -> Group | None:
-        m = self.mapping(value, where, ("id", "name", "lead", "members", "duties", "citation"), ("id", "name", "members", "duties", "citation"))
+        m = self.mapping(
+            value,
+            where,
+            ("id", "name", "lead", "members", "duties", "citation"),
+            ("id", "name", "members", "duties", "citation"),
+        )
         if m is None:
             return None
         gid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
@@ -288,7 +386,12 @@ class Parser(ShapeReader):
         by_participants = isinstance(who_value, LScalar) and who_value.value == PARTICIPATING
         by_members = isinstance(who_value, LScalar) and who_value.value == MEMBERS
         if isinstance(who_value, LScalar) and isinstance(who_value.value, str) and not (by_participants or by_members):
-            self.problem(who_value, f"{where}.who must be a list of unit ids, '{PARTICIPATING}' or '{MEMBERS}', not '{who_value.value}'", key=f"{where}.who", suggestion=closest(who_value.value, (PARTICIPATING, MEMBERS)))
+            self.problem(
+                who_value,
+                f"{where}.who must be a list of unit ids, '{PARTICIPATING}' or '{MEMBERS}', not '{who_value.value}'",
+                key=f"{where}.who",
+                suggestion=closest(who_value.value, (PARTICIPATING, MEMBERS)),
+            )
             who_value = None
         who_refs = () if by_participants or by_members else self.id_list(who_value, f"{where}.who")
         who = tuple(i for i, _ in who_refs)
@@ -306,10 +409,20 @@ class Parser(ShapeReader):
             elif word == PROMPTLY:
                 timing = Timing.PROMPTLY
             elif raw is not None and match is None:
-                self.problem(at, f"{where}.within '{raw}' is not a duration like 20m, 2h or 1d, nor '{AT_ONCE}' or '{PROMPTLY}'", key=f"{where}.within", suggestion=closest(raw, (AT_ONCE, PROMPTLY)))
+                self.problem(
+                    at,
+                    f"{where}.within '{raw}' is not a duration like 20m, 2h or 1d, nor '{AT_ONCE}' or '{PROMPTLY}'",
+                    key=f"{where}.within",
+                    suggestion=closest(raw, (AT_ONCE, PROMPTLY)),
+                )
             elif match is not None and int(match.group(1)) == 0:
                 # 0m used to mean "at once"; a zero limit reads as a deadline already missed.
-                self.problem(at, f"{where}.within '{raw}' is a zero time limit; write `within: {AT_ONCE}` for 立即/第一时间/零时间", key=f"{where}.within", suggestion=AT_ONCE)
+                self.problem(
+                    at,
+                    f"{where}.within '{raw}' is a zero time limit; write `within: {AT_ONCE}` for 立即/第一时间/零时间",
+                    key=f"{where}.within",
+                    suggestion=AT_ONCE,
+                )
             elif match is not None:
                 seconds = int(match.group(1)) * _SECONDS[match.group(2)]
                 within_text = f"{match.group(1)}{match.group(2)}"
@@ -317,8 +430,17 @@ class Parser(ShapeReader):
         if oid is None or text is None or citations is None:
             return None
         return Obligation(
-            oid, text, who, seconds, within_text, citations, self.pos(m, f"obligations.{oid}"), self.refs("who", who_refs),
-            by_participants=by_participants, by_members=by_members, timing=timing,
+            oid,
+            text,
+            who,
+            seconds,
+            within_text,
+            citations,
+            self.pos(m, f"obligations.{oid}"),
+            self.refs("who", who_refs),
+            by_participants=by_participants,
+            by_members=by_members,
+            timing=timing,
         )
 
     def _rule(self, value: Value, where: str) -> Rule | None:
@@ -326,7 +448,9 @@ class Parser(ShapeReader):
             written = value.entries["id"]
             if isinstance(written, LScalar) and isinstance(written.value, str):
                 where = f"rule '{written.value}'"
-        m = self.mapping(value, where, ("id", "title", "citation", "when", "then"), ("id", "title", "citation", "when", "then"))
+        m = self.mapping(
+            value, where, ("id", "title", "citation", "when", "then"), ("id", "title", "citation", "when", "then")
+        )
         if m is None:
             return None
         rid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
@@ -400,7 +524,12 @@ class Parser(ShapeReader):
     # -- conditions ------------------------------------------------------------------------------
     def condition(self, value: Value, here: str, rid: str) -> Condition | None:
         if not isinstance(value, LMap) or len(value.entries) != 1:
-            self.problem(value, f"{here}: a condition is one of all/any/not or one comparison 'input: {{op: value}}', not {describe(value) if not isinstance(value, LMap) else f'a mapping with {len(value.entries)} keys'} (use all: [...] to join several)", key="when", rule_id=rid)
+            self.problem(
+                value,
+                f"{here}: a condition is one of all/any/not or one comparison 'input: {{op: value}}', not {describe(value) if not isinstance(value, LMap) else f'a mapping with {len(value.entries)} keys'} (use all: [...] to join several)",
+                key="when",
+                rule_id=rid,
+            )
             return None
         key, inner = next(iter(value.entries.items()))
         pos = self.pos(value, key)
@@ -408,7 +537,12 @@ class Parser(ShapeReader):
             items = self.listing(inner, f"{here} {key}", rid)
             if not items and key == "any":
                 # `any: []` could never hold; `all: []` always holds: the unconditional rule.
-                self.problem(inner, f"{here}: 'any' needs at least one condition (an unconditional rule is `all: []`)", key=key, rule_id=rid)
+                self.problem(
+                    inner,
+                    f"{here}: 'any' needs at least one condition (an unconditional rule is `all: []`)",
+                    key=key,
+                    rule_id=rid,
+                )
                 return None
             parsed = [self.condition(item, here, rid) for item in items]
             if any(p is None for p in parsed):
@@ -429,12 +563,23 @@ class Parser(ShapeReader):
                 return None
             ops = [(op, v, inner.keys[op]) for op, v in inner.entries.items()]
         else:
-            self.problem(inner, f"{here}: comparison on '{name}' must be a value or {{operator: value}}, not a list (use 'in: [...]')", key=name, rule_id=rid)
+            self.problem(
+                inner,
+                f"{here}: comparison on '{name}' must be a value or {{operator: value}}, not a list (use 'in: [...]')",
+                key=name,
+                rule_id=rid,
+            )
             return None
         out: list[Condition] = []
         for op, operand_value, op_at in ops:
             if op not in words.ALL_OPERATORS:
-                self.problem(op_at, f"{here}: unknown operator '{op}' on '{name}'", key=f"{name}.{op}", rule_id=rid, suggestion=closest(op, words.ALL_OPERATORS))
+                self.problem(
+                    op_at,
+                    f"{here}: unknown operator '{op}' on '{name}'",
+                    key=f"{name}.{op}",
+                    rule_id=rid,
+                    suggestion=closest(op, words.ALL_OPERATORS),
+                )
                 continue
             sym = words.symbolic(op, self.boundary)
             operand = self._operand(sym, operand_value, here, name, rid)
@@ -453,7 +598,12 @@ class Parser(ShapeReader):
                 if isinstance(item, LScalar) and isinstance(item.value, (int, float, bool, str)):
                     scalars.append(item.value)
                 else:
-                    self.problem(item, f"{here}: '{op}' on '{name}' takes plain values, not {describe(item)}", key=name, rule_id=rid)
+                    self.problem(
+                        item,
+                        f"{here}: '{op}' on '{name}' takes plain values, not {describe(item)}",
+                        key=name,
+                        rule_id=rid,
+                    )
                     return None
             if op == "between" and len(scalars) != 2:
                 self.problem(value, f"{here}: 'between' on '{name}' takes [low, high]", key=name, rule_id=rid)
@@ -468,5 +618,10 @@ class Parser(ShapeReader):
             return InputRef(other) if other else None
         if isinstance(value, LScalar) and isinstance(value.value, (int, float, bool, str)):
             return value.value
-        self.problem(value, f"{here}: operand of '{op}' on '{name}' must be a value or {{input: NAME}}, not {describe(value)}", key=name, rule_id=rid)
+        self.problem(
+            value,
+            f"{here}: operand of '{op}' on '{name}' must be a value or {{input: NAME}}, not {describe(value)}",
+            key=name,
+            rule_id=rid,
+        )
         return None

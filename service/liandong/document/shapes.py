@@ -41,15 +41,28 @@ class ShapeReader:
         self.default_document = ""  # the plan a bare citation cites
 
     # -- reporting -----------------------------------------------------------------------------
-    def problem(self, at: Value | tuple[int, int], message: str, key: str = "", rule_id: str = "", suggestion: str = "") -> None:
+    def problem(
+        self, at: Value | tuple[int, int], message: str, key: str = "", rule_id: str = "", suggestion: str = ""
+    ) -> None:
         line, column = at if isinstance(at, tuple) else (at.line, at.column)
-        self.problems.append(Problem(self.path, line, column, message, key=key, ruleset=self.ruleset, rule_id=rule_id, suggestion=suggestion))
+        self.problems.append(
+            Problem(
+                self.path, line, column, message, key=key, ruleset=self.ruleset, rule_id=rule_id, suggestion=suggestion
+            )
+        )
 
     def pos(self, value: Value, key: str) -> Pos:
         return Pos(self.path, value.line, value.column, key)
 
     # -- shapes --------------------------------------------------------------------------------
-    def mapping(self, value: Value | None, where: str, allowed: tuple[str, ...] | None, required: tuple[str, ...] = (), rule_id: str = "") -> LMap | None:
+    def mapping(
+        self,
+        value: Value | None,
+        where: str,
+        allowed: tuple[str, ...] | None,
+        required: tuple[str, ...] = (),
+        rule_id: str = "",
+    ) -> LMap | None:
         if value is None:
             return None
         if not isinstance(value, LMap):
@@ -57,7 +70,13 @@ class ShapeReader:
             return None
         for key, at in value.keys.items():
             if allowed is not None and key not in allowed:
-                self.problem(at, f"{where} has unknown key '{key}'", key=f"{where}.{key}", rule_id=rule_id, suggestion=closest(key, allowed))
+                self.problem(
+                    at,
+                    f"{where} has unknown key '{key}'",
+                    key=f"{where}.{key}",
+                    rule_id=rule_id,
+                    suggestion=closest(key, allowed),
+                )
         for key in required:
             if key not in value.entries:
                 self.problem(value, f"{where} is missing '{key}'", key=f"{where}.{key}", rule_id=rule_id)
@@ -73,7 +92,9 @@ class ShapeReader:
             return ()
         return value.items
 
-    def scalar(self, value: Value | None, where: str, check: Callable[[object], bool], expected: str, rule_id: str = "") -> object | None:
+    def scalar(
+        self, value: Value | None, where: str, check: Callable[[object], bool], expected: str, rule_id: str = ""
+    ) -> object | None:
         if value is None:
             return None
         if isinstance(value, LScalar) and check(value.value):
@@ -94,7 +115,9 @@ class ShapeReader:
     def ident(self, value: Value | None, where: str, pattern: re.Pattern[str], rule_id: str = "") -> str | None:
         got = self.text(value, where, rule_id)
         if got is not None and not pattern.match(got) and value is not None:
-            self.problem(value, f"{where} '{got}' is not a valid id (expected {pattern.pattern})", key=where, rule_id=rule_id)
+            self.problem(
+                value, f"{where} '{got}' is not a valid id (expected {pattern.pattern})", key=where, rule_id=rule_id
+            )
             return None
         return got
 
@@ -146,7 +169,7 @@ class ShapeReader:
                 return None
             listed = tuple(c for c in found if c is not None)
             seen: set[Citation] = set()
-            for c, item in zip(listed, value.items):
+            for c, item in zip(listed, value.items, strict=True):
                 if c in seen:
                     self.problem(item, f"{where} cites '{c}' twice", key=where, rule_id=rule_id)
                 seen.add(c)
@@ -162,7 +185,11 @@ class ShapeReader:
         if m is None:
             return None
         clause = self.text(m.entries.get("clause"), f"{where}.clause", rule_id)
-        document = self.text(m.entries.get("document"), f"{where}.document", rule_id) if "document" in m.entries else self.default_document
+        document = (
+            self.text(m.entries.get("document"), f"{where}.document", rule_id)
+            if "document" in m.entries
+            else self.default_document
+        )
         if clause is None or document is None:
             return None
         return Citation(document, clause)
@@ -174,4 +201,3 @@ class ShapeReader:
             if got is not None:
                 out.append(got)
         return tuple(out)
-

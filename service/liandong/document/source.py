@@ -74,9 +74,17 @@ class _Builder:
     def build(self, node: yaml.Node, active: frozenset[int], depth: int = 1) -> Value:
         self.count += 1
         if self.count > MAX_EXPANDED_NODES:
-            raise SourceError([self._problem(node, f"document expands to more than {MAX_EXPANDED_NODES} nodes (aliases?); refusing it")])
+            raise SourceError(
+                [
+                    self._problem(
+                        node, f"document expands to more than {MAX_EXPANDED_NODES} nodes (aliases?); refusing it"
+                    )
+                ]
+            )
         if depth > MAX_DEPTH:
-            raise SourceError([self._problem(node, f"values nest more than {MAX_DEPTH} levels deep; refusing the document")])
+            raise SourceError(
+                [self._problem(node, f"values nest more than {MAX_DEPTH} levels deep; refusing the document")]
+            )
         line, column = node.start_mark.line + 1, node.start_mark.column + 1
         if id(node) in active:
             raise SourceError([self._problem(node, "recursive alias: an anchor refers to itself")])
@@ -95,7 +103,9 @@ class _Builder:
             keys: dict[str, tuple[int, int]] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.problems.append(self._problem(key_node, "merge keys ('<<') are not supported; write the keys out"))
+                    self.problems.append(
+                        self._problem(key_node, "merge keys ('<<') are not supported; write the keys out")
+                    )
                     continue
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.problems.append(self._problem(key_node, "a key must be plain text"))
@@ -103,7 +113,9 @@ class _Builder:
                 key = str(self._scalar(key_node))
                 if key in entries:
                     first = keys[key]
-                    self.problems.append(self._problem(key_node, f"duplicate key '{key}' (first written at line {first[0]})", key=key))
+                    self.problems.append(
+                        self._problem(key_node, f"duplicate key '{key}' (first written at line {first[0]})", key=key)
+                    )
                     continue
                 keys[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 entries[key] = self.build(value_node, inner, depth + 1)
@@ -137,7 +149,9 @@ def read_file(path: Path, shown: str) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise SourceError([Problem(shown, 0, 0, "is not a regular file (a FIFO, device or socket?); refusing it")])
         if info.st_size > MAX_DOCUMENT_BYTES:
-            raise SourceError([Problem(shown, 1, 1, f"document is {info.st_size} bytes; the limit is {MAX_DOCUMENT_BYTES}")])
+            raise SourceError(
+                [Problem(shown, 1, 1, f"document is {info.st_size} bytes; the limit is {MAX_DOCUMENT_BYTES}")]
+            )
         os.set_blocking(fd, True)
         chunks: list[bytes] = []
         size = 0
@@ -150,7 +164,16 @@ def read_file(path: Path, shown: str) -> bytes:
     finally:
         os.close(fd)
     if size > MAX_DOCUMENT_BYTES:
-        raise SourceError([Problem(shown, 1, 1, f"document is more than {MAX_DOCUMENT_BYTES} bytes (it grew while being read); the limit is {MAX_DOCUMENT_BYTES}")])
+        raise SourceError(
+            [
+                Problem(
+                    shown,
+                    1,
+                    1,
+                    f"document is more than {MAX_DOCUMENT_BYTES} bytes (it grew while being read); the limit is {MAX_DOCUMENT_BYTES}",
+                )
+            ]
+        )
     return b"".join(chunks)
 
 
@@ -178,12 +201,16 @@ def read_yaml(data: bytes, path: str) -> Value:
         raise SourceError([Problem(path, 1, 1, f"YAML error: {exc}")]) from exc
     except RecursionError:  # PyYAML composes recursively: thousands of nested brackets exhaust the stack
         line = _deepest_line(text)
-        raise SourceError([Problem(path, line, 1, f"values nest more than {MAX_DEPTH} levels deep; refusing the document")]) from None
+        raise SourceError(
+            [Problem(path, line, 1, f"values nest more than {MAX_DEPTH} levels deep; refusing the document")]
+        ) from None
     if not nodes or nodes[0] is None:
         raise SourceError([Problem(path, 1, 1, "document is empty")])
     if len(nodes) > 1:
         second = nodes[1]
-        raise SourceError([Problem(path, second.start_mark.line + 1, 1, "one file holds one document; found a second ('---')")])
+        raise SourceError(
+            [Problem(path, second.start_mark.line + 1, 1, "one file holds one document; found a second ('---')")]
+        )
     builder = _Builder(path)
     value = builder.build(nodes[0], frozenset())
     if builder.problems:

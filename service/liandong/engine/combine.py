@@ -49,7 +49,9 @@ class _Source:
         doc = prepared.doc
         self.lead = then.lead
         self.command_tier = then.command_tier
-        self.commanders = None if then.commanders is None else tuple(CommanderResult(c.role, c.who) for c in then.commanders)
+        self.commanders = (
+            None if then.commanders is None else tuple(CommanderResult(c.role, c.who) for c in then.commanders)
+        )
         # Everyone with a part to play participates: named units, group leads and members, and
         # whoever owes an obligation. (The answer's lead is added per answer: only one lead counts.)
         unit_bit = prepared._unit_bit
@@ -81,16 +83,37 @@ class Prepared:
         self.ranks = {lv.code: lv.rank for lv in doc.levels}
         self.units = {u.id: _unit(u) for u in doc.units}
         self.groups = {
-            g.id: GroupResult(g.id, g.name, self.units[g.lead] if g.lead else None, tuple(self.units[m] for m in g.members), g.duties, g.citation, g.citations)
+            g.id: GroupResult(
+                g.id,
+                g.name,
+                self.units[g.lead] if g.lead else None,
+                tuple(self.units[m] for m in g.members),
+                g.duties,
+                g.citation,
+                g.citations,
+            )
             for g in doc.groups
         }
         self.obligations = {
-            o.id: ObligationResult(o.id, o.text, tuple(self.units[w] for w in o.who), o.within_seconds, o.within_text, o.citation, o.citations, o.timing)
+            o.id: ObligationResult(
+                o.id,
+                o.text,
+                tuple(self.units[w] for w in o.who),
+                o.within_seconds,
+                o.within_text,
+                o.citation,
+                o.citations,
+                o.timing,
+            )
             for o in doc.obligations
         }
         self.levels = {lv.code: LevelResult(lv.code, lv.name, lv.rank, lv.citation, lv.citations) for lv in doc.levels}
         # Inputs with a default, which an answer lists as assumed when the caller did not send them.
-        self.defaults = tuple((spec.name, AssumedInput(spec.name, spec.default, spec.meaning)) for spec in doc.inputs if spec.default is not None)
+        self.defaults = tuple(
+            (spec.name, AssumedInput(spec.name, spec.default, spec.meaning))
+            for spec in doc.inputs
+            if spec.default is not None
+        )
         self.rules = {r.id: MatchedRule(r.id, r.title, r.citation, None, r.citations) for r in doc.rules}
 
         # Bits of an answer's contents, in catalogue order (the order answers list them in): units
@@ -102,7 +125,9 @@ class Prepared:
         self._position = {r.id: i for i, r in enumerate(doc.rules)}
         self._rule_results = tuple(self.rules[r.id] for r in doc.rules)
         # The level each rule decides, as (code, rank), or None for a rule that sets no level.
-        self._rule_level = tuple((r.then.level, self.ranks[r.then.level]) if r.then.level is not None else None for r in doc.rules)
+        self._rule_level = tuple(
+            (r.then.level, self.ranks[r.then.level]) if r.then.level is not None else None for r in doc.rules
+        )
 
         # Sources of consequences, most senior first: by rank (a rule that sets no level ranks below
         # every level), ties to the rule written first, and a level's own `then` counting as a rule
@@ -110,7 +135,8 @@ class Prepared:
         below_every_level = min(self.ranks.values(), default=0) - 1
         after_all_rules = len(doc.rules)
         keyed: list[tuple[int, int, Then, str]] = [
-            (-(self.ranks[r.then.level] if r.then.level is not None else below_every_level), i, r.then, r.id) for i, r in enumerate(doc.rules)
+            (-(self.ranks[r.then.level] if r.then.level is not None else below_every_level), i, r.then, r.id)
+            for i, r in enumerate(doc.rules)
         ]
         keyed += [(-lv.rank, after_all_rules, lv.then, lv.code) for lv in doc.levels if lv.then is not None]
         keyed.sort(key=lambda k: (k[0], k[1]))
@@ -139,7 +165,13 @@ class Prepared:
             groups = tuple(r for i, r in enumerate(self.groups.values()) if self._group_bit(i) & bits)
             members = tuple(u for u in units if u.member)
             obligations = tuple(
-                (dataclasses.replace(r, who=units) if o.by_participants else dataclasses.replace(r, who=members) if o.by_members else r)
+                (
+                    dataclasses.replace(r, who=units)
+                    if o.by_participants
+                    else dataclasses.replace(r, who=members)
+                    if o.by_members
+                    else r
+                )
                 for i, (o, r) in enumerate(zip(self.doc.obligations, self.obligations.values(), strict=True))
                 if self._obligation_bit(i) & bits
             )
@@ -150,7 +182,9 @@ class Prepared:
         return found
 
 
-def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False) -> Determination:
+def combine(
+    prepared: Prepared, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False
+) -> Determination:
     doc = prepared.doc
     position = prepared._position
     positions = sorted(map(position.__getitem__, position.keys() & fired))  # document order, each once
@@ -204,9 +238,17 @@ def combine(prepared: Prepared, incident: Incident, facts: Mapping[str, object],
         matched_rules = tuple([matched(p) for p in positions])
         unmatched = tuple([matched(p) for p in range(len(rules)) if p not in fired_positions])
         fired_ids = {rules[p].id for p in positions}
-        disagree = [m.id for m in matched_rules + unmatched if m.conditions is not None and m.conditions.holds != (m.id in fired_ids)]
+        disagree = [
+            m.id
+            for m in matched_rules + unmatched
+            if m.conditions is not None and m.conditions.holds != (m.id in fired_ids)
+        ]
         if disagree:
-            raise EngineFailure(f"durable-rules and the explanation disagree on rules {', '.join(disagree)} of '{doc.ruleset}' {doc.version}", ruleset=doc.ruleset, rule_id=disagree[0])
+            raise EngineFailure(
+                f"durable-rules and the explanation disagree on rules {', '.join(disagree)} of '{doc.ruleset}' {doc.version}",
+                ruleset=doc.ruleset,
+                rule_id=disagree[0],
+            )
 
     return Determination(
         ruleset=doc.ruleset,

@@ -95,7 +95,9 @@ class InputTable:
     def __init__(self, doc: RuleSetDocument) -> None:
         self.name_list = [spec.name for spec in doc.inputs]
         self.names = frozenset(self.name_list)
-        self.checks = tuple((spec, spec.name, spec.type, spec.minimum, spec.maximum, _enum_ids(spec)) for spec in doc.inputs)
+        self.checks = tuple(
+            (spec, spec.name, spec.type, spec.minimum, spec.maximum, _enum_ids(spec)) for spec in doc.inputs
+        )
         self.presence = tuple((PRESENT_PREFIX + spec.name, spec.name) for spec in doc.inputs if spec.optional)
 
 
@@ -113,7 +115,9 @@ def normalize(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTab
     `table` is the document's InputTable (built here when not given)."""
     violations: list[FieldViolation] = []
     if len(facts) > MAX_FACTS:
-        raise InvalidIncident(doc.ruleset, [FieldViolation("facts", f"{len(facts)} facts; the limit is {MAX_FACTS}", "too_many")])
+        raise InvalidIncident(
+            doc.ruleset, [FieldViolation("facts", f"{len(facts)} facts; the limit is {MAX_FACTS}", "too_many")]
+        )
     inputs = table if table is not None else InputTable(doc)
     names = inputs.names
     if not names.issuperset(facts):
@@ -121,7 +125,9 @@ def normalize(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTab
             if key not in names:
                 hint = closest(str(key), inputs.name_list)
                 extra = f"; did you mean '{hint}'?" if hint else ""
-                violations.append(FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field"))
+                violations.append(
+                    FieldViolation(str(key), f"is not an input of rule set '{doc.ruleset}'{extra}", "unknown_field")
+                )
     out: dict[str, object] = {}
     for spec, name, kind, low, high, enum_ids in inputs.checks:
         value = facts.get(name)
@@ -147,7 +153,11 @@ def normalize(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTab
                         number = value
                 elif value.is_integer():  # False for NaN and infinity
                     number = int(value)
-            if number is not None and not (low is not None and number < low) and not (high is not None and number > high):
+            if (
+                number is not None
+                and not (low is not None and number < low)
+                and not (high is not None and number > high)
+            ):
                 out[name] = number
                 continue
         elif kind is InputType.ENUM:
@@ -176,9 +186,16 @@ def refuse_empty(doc: RuleSetDocument, facts: Mapping[str, object]) -> None:
     nothing but defaults would look like a real one."""
     if doc.empty_report_meaningful or any(v is not None for v in facts.values()):
         return
-    raise InvalidIncident(doc.ruleset, [FieldViolation(
-        "", f"no facts were sent; rule set '{doc.ruleset}' does not answer an empty report (send the facts as a google.protobuf.Struct: see clients/README.md)", "empty_report",
-    )])
+    raise InvalidIncident(
+        doc.ruleset,
+        [
+            FieldViolation(
+                "",
+                f"no facts were sent; rule set '{doc.ruleset}' does not answer an empty report (send the facts as a google.protobuf.Struct: see clients/README.md)",
+                "empty_report",
+            )
+        ],
+    )
 
 
 def cross_check(doc: RuleSetDocument, facts: Mapping[str, object]) -> None:
@@ -191,11 +208,15 @@ def cross_check(doc: RuleSetDocument, facts: Mapping[str, object]) -> None:
             seen = ", ".join(f"{name} = {trace.show(facts[name])}" for name in check.inputs)
             cited = f"; {'; '.join(str(c) for c in check.citations)}" if check.citations else ""
             for name in check.inputs:
-                violations.append(FieldViolation(name, f"breaks check '{check.id}': {check.message} ({seen}{cited})", "check_failed"))
+                violations.append(
+                    FieldViolation(name, f"breaks check '{check.id}': {check.message} ({seen}{cited})", "check_failed")
+                )
     if violations:
         raise InvalidIncident(doc.ruleset, violations)
 
 
-def presence_flags(doc: RuleSetDocument, facts: Mapping[str, object], table: InputTable | None = None) -> dict[str, bool]:
+def presence_flags(
+    doc: RuleSetDocument, facts: Mapping[str, object], table: InputTable | None = None
+) -> dict[str, bool]:
     """For each optional input, whether the incident gave it (rules test these, see compile)."""
     return {flag: name in facts for flag, name in (table if table is not None else InputTable(doc)).presence}

@@ -75,7 +75,7 @@ class ConditionTrace:
     expression: str
     actual: str
     holds: bool
-    children: tuple["ConditionTrace", ...] = ()
+    children: tuple[ConditionTrace, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,10 @@ class DurableRuntime:
             try:
                 self._host.register_rulesets({compiled.name: definition})
             except Exception as exc:  # the engine reports bad definitions as bare Exceptions
-                raise EngineFailure(f"durable-rules refused rule set '{compiled.document.ruleset}' version '{compiled.document.version}': {exc}", ruleset=compiled.document.ruleset) from exc
+                raise EngineFailure(
+                    f"durable-rules refused rule set '{compiled.document.ruleset}' version '{compiled.document.version}': {exc}",
+                    ruleset=compiled.document.ruleset,
+                ) from exc
             self._registered.add(compiled.name)
             self._handles[compiled.name] = (self._host.get_ruleset(compiled.name)._handle, frozenset(compiled.rules))
 
@@ -133,7 +136,7 @@ class DurableRuntime:
         while message:
             # The rule an action message is for is its one key, `{"<rule>":{"m":...}}`; rule names
             # need no JSON escapes, so a known name read off the front is the key.
-            rule = message[2:message.find('"', 2)]
+            rule = message[2 : message.find('"', 2)]
             if rule not in rule_names or not message.startswith('{"'):
                 rule = _action_name(message)
             if rule != ANCHOR_RULE:

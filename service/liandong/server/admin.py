@@ -37,7 +37,12 @@ class LogSampler:
     next line that is written says how many (`suppressed`). A caller probing the token in a loop
     cannot flood the log; the metric still counts every refusal."""
 
-    def __init__(self, limit: int = DENIED_LINES_PER_WINDOW, window: float = DENIED_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int = DENIED_LINES_PER_WINDOW,
+        window: float = DENIED_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
@@ -81,7 +86,9 @@ class AdminServicer(apb_grpc.RulesAdminServiceServicer):
         metadata = dict(context.invocation_metadata())
         header = str(metadata.get("authorization", ""))
         if not header:
-            self._deny(context, "missing", grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata")
+            self._deny(
+                context, "missing", grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata"
+            )
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self._token):
             self._deny(context, "wrong", grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not valid")

@@ -16,9 +16,16 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from google.protobuf import struct_pb2
 
-from liandong.document.model import Citation, Timing, Unit
+from liandong.document.model import Citation, Unit
 from liandong.engine.compile import CompiledRuleSet
-from liandong.engine.result import AssumedInput, ConditionTrace, Determination, MatchedRule, ObligationResult, UnitResult
+from liandong.engine.result import (
+    AssumedInput,
+    ConditionTrace,
+    Determination,
+    MatchedRule,
+    ObligationResult,
+    UnitResult,
+)
 from liandong.v1 import liandong_pb2 as pb
 from liandong.wire import TIMING
 
@@ -61,8 +68,6 @@ def citations(cs: Iterable[Citation]) -> list[pb.Citation]:
     return [pb.Citation(document=c.document, clause=c.clause) for c in cs]
 
 
-
-
 def summary(det: Determination) -> str:
     if not det.applies:
         return "no rule applies: nothing is required under this plan"
@@ -76,7 +81,14 @@ def summary(det: Determination) -> str:
 
 
 def unit(u: UnitResult | Unit) -> pb.Unit:
-    return pb.Unit(id=u.id, name=u.name, duties=u.duties, citation=citation(u.citation), citations=citations(u.citations), member=u.member)
+    return pb.Unit(
+        id=u.id,
+        name=u.name,
+        duties=u.duties,
+        citation=citation(u.citation),
+        citations=citations(u.citations),
+        member=u.member,
+    )
 
 
 def scalar_value(value: object) -> struct_pb2.Value:
@@ -93,7 +105,9 @@ def assumed_input(a: AssumedInput) -> pb.AssumedInput:
 
 
 def _condition(t: ConditionTrace) -> pb.Condition:
-    return pb.Condition(expression=t.expression, actual=t.actual, holds=t.holds, children=[_condition(c) for c in t.children])
+    return pb.Condition(
+        expression=t.expression, actual=t.actual, holds=t.holds, children=[_condition(c) for c in t.children]
+    )
 
 
 def _after_who(o: ObligationResult) -> pb.Obligation:
@@ -112,11 +126,31 @@ class AnswerCodec:
         self.units = {i: unit(u) for i, u in prepared.units.items()}
         self.refs = {i: pb.UnitRef(id=u.id, name=u.name) for i, u in prepared.units.items()}
         self.groups = {
-            i: pb.Group(id=g.id, name=g.name, lead=self.refs[g.lead.id] if g.lead else None, members=[self.refs[m.id] for m in g.members], duties=g.duties, citation=citation(g.citation), citations=citations(g.citations))
+            i: pb.Group(
+                id=g.id,
+                name=g.name,
+                lead=self.refs[g.lead.id] if g.lead else None,
+                members=[self.refs[m.id] for m in g.members],
+                duties=g.duties,
+                citation=citation(g.citation),
+                citations=citations(g.citations),
+            )
             for i, g in prepared.groups.items()
         }
-        self.rules = {i: pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for i, r in prepared.rules.items()}
-        self.levels = {c: pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation), citations=citations(lv.citations)) for c, lv in prepared.levels.items()}
+        self.rules = {
+            i: pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations))
+            for i, r in prepared.rules.items()
+        }
+        self.levels = {
+            c: pb.Level(
+                code=lv.code,
+                name=lv.name,
+                rank=lv.rank,
+                citation=citation(lv.citation),
+                citations=citations(lv.citations),
+            )
+            for c, lv in prepared.levels.items()
+        }
 
         self._header = _wire(ruleset=doc.ruleset, version=doc.version, content_hash=doc.content_hash)
         self._unit_wire = {i: _wire(participating_units=[m]) for i, m in self.units.items()}
@@ -130,18 +164,26 @@ class AnswerCodec:
         # Obligations owed by every participating (member) unit name a different set of units per
         # answer: their encoding is written around the answer's units (fields 1-2, then 3, then 4-7).
         self._by_participants = frozenset(o.id for o in doc.obligations if o.by_participants or o.by_members)
-        self._obligation_wire = {i: _wire(obligations=[self._obligation(o)]) for i, o in prepared.obligations.items() if i not in self._by_participants}
+        self._obligation_wire = {
+            i: _wire(obligations=[self._obligation(o)])
+            for i, o in prepared.obligations.items()
+            if i not in self._by_participants
+        }
         self._obligation_ends = {
             i: (pb.Obligation(id=o.id, text=o.text).SerializeToString(), _after_who(o).SerializeToString())
-            for i, o in prepared.obligations.items() if i in self._by_participants
+            for i, o in prepared.obligations.items()
+            if i in self._by_participants
         }
         self._who_wire = {i: pb.Obligation(who=[r]).SerializeToString() for i, r in self.refs.items()}
         # Tier and commanders come from the document's `then`s (a rule's, or a level's own).
         thens = [r.then for r in doc.rules] + [lv.then for lv in doc.levels if lv.then is not None]
         self._tier_wire = {t.command_tier: _wire(command_tier=t.command_tier) for t in thens if t.command_tier}
         self._commanders_wire = {
-            tuple((c.role, c.who) for c in t.commanders): _wire(commanders=[pb.Commander(role=c.role, who=c.who) for c in t.commanders])
-            for t in thens if t.commanders
+            tuple((c.role, c.who) for c in t.commanders): _wire(
+                commanders=[pb.Commander(role=c.role, who=c.who) for c in t.commanders]
+            )
+            for t in thens
+            if t.commanders
         }
 
     def _obligation(self, o: ObligationResult) -> pb.Obligation:
@@ -152,7 +194,13 @@ class AnswerCodec:
     def _rule(self, r: MatchedRule) -> pb.MatchedRule:
         if r.conditions is None:
             return self.rules[r.id]
-        return pb.MatchedRule(id=r.id, title=r.title, citation=citation(r.citation), conditions=_condition(r.conditions), citations=citations(r.citations))
+        return pb.MatchedRule(
+            id=r.id,
+            title=r.title,
+            citation=citation(r.citation),
+            conditions=_condition(r.conditions),
+            citations=citations(r.citations),
+        )
 
     # -- answers -----------------------------------------------------------------------------------
     def message(self, det: Determination, decision_id: str, explain: bool) -> pb.Determination:
@@ -185,7 +233,11 @@ class AnswerCodec:
 
     def wire(self, det: Determination, decision_id: str) -> bytes:
         """A plain (not explain) answer, serialized: the same bytes as `message(...).SerializeToString()`."""
-        parts = [_wire(decision_id=decision_id, incident_id=det.incident_id), self._header, _wire(applies=det.applies, summary=summary(det))]
+        parts = [
+            _wire(decision_id=decision_id, incident_id=det.incident_id),
+            self._header,
+            _wire(applies=det.applies, summary=summary(det)),
+        ]
         if det.level is not None:
             parts.append(self._level_wire[det.level.code])
         if det.command_tier:
@@ -199,7 +251,11 @@ class AnswerCodec:
         group_wire = self._group_wire
         parts.extend(group_wire[g.id] for g in det.groups)
         for o in det.obligations:
-            parts.append(self._obligation_wire[o.id] if o.id not in self._by_participants else self._participants_obligation(o.id, o.who))
+            parts.append(
+                self._obligation_wire[o.id]
+                if o.id not in self._by_participants
+                else self._participants_obligation(o.id, o.who)
+            )
         rule_wire = self._rule_wire
         parts.extend(rule_wire[r.id] for r in det.matched_rules)
         type_wire = self._type_wire.get(det.incident_type)

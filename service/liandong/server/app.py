@@ -36,11 +36,15 @@ class StartupError(Exception):
 
 
 class Service:
-    def __init__(self, config: Config, registry: CollectorRegistry | None = None, runtime: DurableRuntime | None = None) -> None:
+    def __init__(
+        self, config: Config, registry: CollectorRegistry | None = None, runtime: DurableRuntime | None = None
+    ) -> None:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.state = RulesState(config.rules_dir, runtime or DurableRuntime(), self.metrics, config.run_fixtures_on_reload)
+        self.state = RulesState(
+            config.rules_dir, runtime or DurableRuntime(), self.metrics, config.run_fixtures_on_reload
+        )
         self.registry.register(ActiveVersionCollector(self.state.active_versions))
         self.health = health.HealthServicer()
         self.port = 0
@@ -79,25 +83,50 @@ class Service:
             ("grpc.so_reuseport", 1 if c.reuse_port else 0),  # only workers of one supervisor share a port
         ]
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"), options=options,
+            futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"),
+            options=options,
             maximum_concurrent_rpcs=c.max_concurrent_rpcs,
         )
-        servicer = ResponseServicer(self.state, self.metrics, c.log_facts, max_stream_requests=c.max_stream_requests, max_message_bytes=c.max_message_bytes)
+        servicer = ResponseServicer(
+            self.state,
+            self.metrics,
+            c.log_facts,
+            max_stream_requests=c.max_stream_requests,
+            max_message_bytes=c.max_message_bytes,
+        )
         register(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        services = [RESPONSE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+        services = [
+            RESPONSE_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
         if c.admin_token:
-            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(AdminServicer(self.state, c.admin_token, self.metrics), server)  # type: ignore[no-untyped-call]
+            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(
+                AdminServicer(self.state, c.admin_token, self.metrics), server
+            )  # type: ignore[no-untyped-call]
             services.append(ADMIN_SERVICE)
         reflection.enable_server_reflection(services, server)
         try:
-            self.port = server.add_secure_port(c.listen, credentials) if credentials is not None else server.add_insecure_port(c.listen)
+            self.port = (
+                server.add_secure_port(c.listen, credentials)
+                if credentials is not None
+                else server.add_insecure_port(c.listen)
+            )
         except RuntimeError as exc:
             self._close_metrics()
             raise StartupError(f"cannot listen on {c.listen}: {exc}") from exc
         self._server = server
         server.start()
-        log.info("listening", address=c.listen, port=self.port, metrics_port=self.metrics_port, admin=bool(c.admin_token), tls="mutual" if c.tls_client_ca else "on" if credentials else "off", config=c.redacted())
+        log.info(
+            "listening",
+            address=c.listen,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            admin=bool(c.admin_token),
+            tls="mutual" if c.tls_client_ca else "on" if credentials else "off",
+            config=c.redacted(),
+        )
         watcher = Watcher(self.state, c.watch_interval, self._stopping) if c.watch else None  # before the first load
         outcome = self.state.reload("startup")
         if not outcome.ok:
@@ -164,4 +193,3 @@ def run(config: Config, on_ready: Callable[[Service], None] | None = None) -> in
     reloads.close()
     service.stop()
     return 0
-

@@ -23,7 +23,9 @@ MAX_NANOS = 999_999_999
 
 
 def too_long(field: str, text: str, limit: int) -> status.Refusal:
-    return status.Refusal(status.bad_request(field, f"is {len(text)} characters; the limit is {limit}", reason="too_long"))
+    return status.Refusal(
+        status.bad_request(field, f"is {len(text)} characters; the limit is {limit}", reason="too_long")
+    )
 
 
 def check_text(field: str, text: str, limit: int = MAX_NAME_CHARS) -> None:
@@ -34,10 +36,16 @@ def check_text(field: str, text: str, limit: int = MAX_NAME_CHARS) -> None:
 def check_occurred_at(ts: timestamp_pb2.Timestamp) -> None:
     """Refuse a Timestamp protobuf would not convert, or whose Beijing day is past 9999-12-31."""
     if not 0 <= ts.nanos <= MAX_NANOS:
-        raise status.Refusal(status.bad_request("incident.occurred_at", f"nanos is {ts.nanos}; it must be 0 to {MAX_NANOS}", reason="out_of_range"))
+        raise status.Refusal(
+            status.bad_request(
+                "incident.occurred_at", f"nanos is {ts.nanos}; it must be 0 to {MAX_NANOS}", reason="out_of_range"
+            )
+        )
     if not MIN_SECONDS <= ts.seconds <= MAX_SECONDS:
-        raise status.Refusal(status.bad_request(
-            "incident.occurred_at",
-            f"seconds is {ts.seconds}; it must be {MIN_SECONDS} (0001-01-01T00:00:00Z) to {MAX_SECONDS} (9999-12-31T15:59:59Z, the last second of 9999-12-31 in Beijing time)",
-            reason="out_of_range",
-        ))
+        raise status.Refusal(
+            status.bad_request(
+                "incident.occurred_at",
+                f"seconds is {ts.seconds}; it must be {MIN_SECONDS} (0001-01-01T00:00:00Z) to {MAX_SECONDS} (9999-12-31T15:59:59Z, the last second of 9999-12-31 in Beijing time)",
+                reason="out_of_range",
+            )
+        )

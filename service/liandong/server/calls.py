@@ -26,7 +26,7 @@ class Observed:
 
     __slots__ = ("metrics", "method", "code", "start")
 
-    def __init__(self, metrics: "CallMetrics", method: str) -> None:
+    def __init__(self, metrics: CallMetrics, method: str) -> None:
         self.metrics = metrics
         self.method = method
         self.code = grpc.StatusCode.OK
@@ -51,7 +51,10 @@ class CallMetrics:
         key = (method, code)
         children = self._calls.get(key)
         if children is None:
-            children = self._calls[key] = (self.metrics.rpc_requests.labels(method=method, code=code.name), self.metrics.rpc_duration.labels(method=method, code=code.name))
+            children = self._calls[key] = (
+                self.metrics.rpc_requests.labels(method=method, code=code.name),
+                self.metrics.rpc_duration.labels(method=method, code=code.name),
+            )
         children[0].inc()
         children[1].observe(elapsed)
 
@@ -63,12 +66,16 @@ class CallMetrics:
         key = (det.ruleset, det.version, level)
         decisions = self._decisions.get(key)
         if decisions is None:
-            decisions = self._decisions[key] = self.metrics.decisions.labels(ruleset=det.ruleset, version=det.version, level=level)
+            decisions = self._decisions[key] = self.metrics.decisions.labels(
+                ruleset=det.ruleset, version=det.version, level=level
+            )
         decisions.inc()
         for rule in det.matched_rules:
             hits = self._rules.get((det.ruleset, rule.id))
             if hits is None:
-                hits = self._rules[(det.ruleset, rule.id)] = self.metrics.rule_hits.labels(ruleset=det.ruleset, rule=rule.id)
+                hits = self._rules[(det.ruleset, rule.id)] = self.metrics.rule_hits.labels(
+                    ruleset=det.ruleset, rule=rule.id
+                )
             hits.inc()
 
 

@@ -180,7 +180,9 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
     if tls_client_ca and not tls_cert:
         raise ConfigError(f"--tls-client-ca / {env_name('tls_client_ca')} needs --tls-cert and --tls-key")
     if not tls_cert and not allow_plaintext and not is_loopback(listen):
-        raise ConfigError(f"--listen / {env_name('listen')}: '{listen}' is not a loopback address; serve it with --tls-cert and --tls-key, or allow plaintext explicitly with --allow-plaintext / {env_name('allow_plaintext')}")
+        raise ConfigError(
+            f"--listen / {env_name('listen')}: '{listen}' is not a loopback address; serve it with --tls-cert and --tls-key, or allow plaintext explicitly with --allow-plaintext / {env_name('allow_plaintext')}"
+        )
     return Config(
         listen=listen,
         metrics_listen=metrics,
@@ -193,11 +195,19 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         watch_interval=float(_number("watch_interval", raw.get("watch_interval", base.watch_interval), float, 0.1)),
         grace_seconds=float(_number("grace_seconds", raw.get("grace_seconds", base.grace_seconds), float, 0)),
         max_workers=int(_number("max_workers", raw.get("max_workers", base.max_workers), int, 1)),
-        max_message_bytes=int(_number("max_message_bytes", raw.get("max_message_bytes", base.max_message_bytes), int, 1024)),
-        run_fixtures_on_reload=_bool("run_fixtures_on_reload", raw.get("run_fixtures_on_reload", base.run_fixtures_on_reload)),
+        max_message_bytes=int(
+            _number("max_message_bytes", raw.get("max_message_bytes", base.max_message_bytes), int, 1024)
+        ),
+        run_fixtures_on_reload=_bool(
+            "run_fixtures_on_reload", raw.get("run_fixtures_on_reload", base.run_fixtures_on_reload)
+        ),
         workers=int(_number("workers", raw.get("workers", base.workers), int, 1)),
-        max_concurrent_rpcs=int(_number("max_concurrent_rpcs", raw.get("max_concurrent_rpcs", base.max_concurrent_rpcs), int, 1)),
-        max_stream_requests=int(_number("max_stream_requests", raw.get("max_stream_requests", base.max_stream_requests), int, 1)),
+        max_concurrent_rpcs=int(
+            _number("max_concurrent_rpcs", raw.get("max_concurrent_rpcs", base.max_concurrent_rpcs), int, 1)
+        ),
+        max_stream_requests=int(
+            _number("max_stream_requests", raw.get("max_stream_requests", base.max_stream_requests), int, 1)
+        ),
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,

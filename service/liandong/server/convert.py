@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from google.protobuf import struct_pb2
-
 from liandong.document.model import InputSpec, RuleSetDocument
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import Incident
@@ -28,24 +26,33 @@ def incident_from_proto(msg: pb.Incident) -> Incident:
     occurred = None
     if msg.HasField("occurred_at"):
         bounds.check_occurred_at(msg.occurred_at)
-        occurred = msg.occurred_at.ToDatetime(tzinfo=dt.timezone.utc)
+        occurred = msg.occurred_at.ToDatetime(tzinfo=dt.UTC)
     return Incident(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
 
 
 def version_info(c: CompiledRuleSet, active: bool) -> pb.VersionInfo:
     d = c.document
     return pb.VersionInfo(
-        version=d.version, title=d.title, effective_from=d.effective_from.isoformat(),
+        version=d.version,
+        title=d.title,
+        effective_from=d.effective_from.isoformat(),
         effective_until=d.effective_until.isoformat() if d.effective_until else "",
-        content_hash=d.content_hash, active=active, source_plan=d.source.plan,
-        source_location=d.source.location, boundary=d.boundary.value,
+        content_hash=d.content_hash,
+        active=active,
+        source_plan=d.source.plan,
+        source_location=d.source.location,
+        boundary=d.boundary.value,
     )
 
 
 def _input(spec: InputSpec) -> pb.Input:
     msg = pb.Input(
-        name=spec.name, type=spec.type.value, unit=spec.unit, meaning=spec.meaning,
-        required=spec.required, optional=spec.optional,
+        name=spec.name,
+        type=spec.type.value,
+        unit=spec.unit,
+        meaning=spec.meaning,
+        required=spec.required,
+        optional=spec.optional,
         values=[pb.EnumValue(id=v.id, label=v.label) for v in spec.values],
     )
     if spec.minimum is not None:
@@ -65,15 +72,38 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
         version=version_info(c, active),
         incident_types=list(d.incident_types),
         inputs=[_input(i) for i in d.inputs],
-        levels=[pb.Level(code=lv.code, name=lv.name, rank=lv.rank, citation=citation(lv.citation), citations=citations(lv.citations)) for lv in d.levels],
+        levels=[
+            pb.Level(
+                code=lv.code,
+                name=lv.name,
+                rank=lv.rank,
+                citation=citation(lv.citation),
+                citations=citations(lv.citations),
+            )
+            for lv in d.levels
+        ],
         units=[unit(u) for u in d.units],
         groups=[
-            pb.Group(id=g.id, name=g.name, members=[pb.UnitRef(id=m, name=names[m]) for m in g.members], lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None, duties=g.duties, citation=citation(g.citation), citations=citations(g.citations))
+            pb.Group(
+                id=g.id,
+                name=g.name,
+                members=[pb.UnitRef(id=m, name=names[m]) for m in g.members],
+                lead=pb.UnitRef(id=g.lead, name=names[g.lead]) if g.lead else None,
+                duties=g.duties,
+                citation=citation(g.citation),
+                citations=citations(g.citations),
+            )
             for g in d.groups
         ],
-        rules=[pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations)) for r in d.rules],
+        rules=[
+            pb.RuleInfo(id=r.id, title=r.title, citation=citation(r.citation), citations=citations(r.citations))
+            for r in d.rules
+        ],
         versions=versions,
-        checks=[pb.InputCheck(id=c.id, message=c.message, inputs=list(c.inputs), citations=citations(c.citations)) for c in d.checks],
+        checks=[
+            pb.InputCheck(id=c.id, message=c.message, inputs=list(c.inputs), citations=citations(c.citations))
+            for c in d.checks
+        ],
         empty_report_meaningful=d.empty_report_meaningful,
     )
 
@@ -90,10 +120,12 @@ def summaries(book: RuleBook) -> list[pb.RuleSetSummary]:
     for name in book.rulesets():
         versions = book.versions(name)
         active = active_version(book, name)
-        out.append(pb.RuleSetSummary(
-            id=name,
-            incident_types=sorted({t for c in versions for t in c.document.incident_types}),
-            active_version=active,
-            versions=[version_info(c, c.document.version == active) for c in versions],
-        ))
+        out.append(
+            pb.RuleSetSummary(
+                id=name,
+                incident_types=sorted({t for c in versions for t in c.document.incident_types}),
+                active_version=active,
+                versions=[version_info(c, c.document.version == active) for c in versions],
+            )
+        )
     return out

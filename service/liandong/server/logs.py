@@ -74,7 +74,11 @@ class LineLoggerFactory:
 
 def configure(level: str, fmt: str, sink: Sink | None = None) -> None:
     """Log JSON (or console) lines at `level` and above, each whole, to `sink` (default: stderr)."""
-    renderer: structlog.typing.Processor = structlog.processors.JSONRenderer(ensure_ascii=False) if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -32,15 +32,45 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.rpc_requests = Counter(RPC_REQUESTS, "gRPC calls handled, by method and status code", ["method", "code"], registry=registry)
-        self.rpc_duration = Histogram(RPC_DURATION, "gRPC call latency, by method and status code", ["method", "code"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.decisions = Counter(DECISIONS, "Determinations made, by rule set, version and level ('none' when no level)", ["ruleset", "version", "level"], registry=registry)
-        self.rule_hits = Counter(RULE_HITS, "Rules that fired, by rule set and rule id", ["ruleset", "rule"], registry=registry)
-        self.evaluation_duration = Histogram(EVALUATION_DURATION, "Rule evaluation latency (validation, durable-rules, combining), without RPC overhead", ["ruleset"], buckets=LATENCY_BUCKETS, registry=registry)
-        self.reloads = Counter(RELOADS, "Rule reloads by outcome (success, failure) and trigger", ["outcome", "trigger"], registry=registry)
-        self.last_reload_success = Gauge(LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry)
+        self.rpc_requests = Counter(
+            RPC_REQUESTS, "gRPC calls handled, by method and status code", ["method", "code"], registry=registry
+        )
+        self.rpc_duration = Histogram(
+            RPC_DURATION,
+            "gRPC call latency, by method and status code",
+            ["method", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.decisions = Counter(
+            DECISIONS,
+            "Determinations made, by rule set, version and level ('none' when no level)",
+            ["ruleset", "version", "level"],
+            registry=registry,
+        )
+        self.rule_hits = Counter(
+            RULE_HITS, "Rules that fired, by rule set and rule id", ["ruleset", "rule"], registry=registry
+        )
+        self.evaluation_duration = Histogram(
+            EVALUATION_DURATION,
+            "Rule evaluation latency (validation, durable-rules, combining), without RPC overhead",
+            ["ruleset"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.reloads = Counter(
+            RELOADS, "Rule reloads by outcome (success, failure) and trigger", ["outcome", "trigger"], registry=registry
+        )
+        self.last_reload_success = Gauge(
+            LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry
+        )
         self.serving = Gauge(SERVING, "1 while the service answers, 0 while loading or draining", registry=registry)
-        self.admin_denied = Counter(ADMIN_DENIED, "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited", ["reason"], registry=registry)
+        self.admin_denied = Counter(
+            ADMIN_DENIED,
+            "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited",
+            ["reason"],
+            registry=registry,
+        )
 
 
 ActiveVersions = Callable[[], list[tuple[str, str, str]]]
@@ -57,7 +87,11 @@ class ActiveVersionCollector(Collector):
         self._active = active  # -> [(ruleset, version, content_hash)]
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(RULESET_ACTIVE, "The version of each rule set in force now (value 1)", labels=["ruleset", "version", "content_hash"])
+        family = GaugeMetricFamily(
+            RULESET_ACTIVE,
+            "The version of each rule set in force now (value 1)",
+            labels=["ruleset", "version", "content_hash"],
+        )
         for ruleset, version, digest in self._active():
             family.add_metric([ruleset, version, digest[:16]], 1)
         yield family

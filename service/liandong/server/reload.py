@@ -9,6 +9,7 @@ service (admin.py), and, with --watch, the file watcher below.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -34,7 +35,7 @@ MAX_REPORTED_ERRORS = 200
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 Fingerprint = str
@@ -83,7 +84,14 @@ class Serving:
 
 
 class RulesState:
-    def __init__(self, rules_dir: Path, runtime: DurableRuntime, metrics: Metrics, run_fixtures: bool = True, clock: Callable[[], dt.datetime] = _now) -> None:
+    def __init__(
+        self,
+        rules_dir: Path,
+        runtime: DurableRuntime,
+        metrics: Metrics,
+        run_fixtures: bool = True,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
         self.rules_dir = rules_dir
         self.runtime = runtime
         self.metrics = metrics
@@ -108,7 +116,9 @@ class RulesState:
     def reload(self, trigger: str) -> ReloadOutcome:
         """Load, check and swap in the rules directory (one reload at a time)."""
         with self._lock:
-            return self._reload(trigger, fingerprint(self.rules_dir))  # taken first: an edit during the load is a change next time
+            return self._reload(
+                trigger, fingerprint(self.rules_dir)
+            )  # taken first: an edit during the load is a change next time
 
     def reload_if_changed(self, trigger: str) -> ReloadOutcome | None:
         """As reload(), or None (logged and counted as `unchanged`) when the directory is as it
@@ -117,7 +127,11 @@ class RulesState:
             seen = fingerprint(self.rules_dir)
             if self._serving is not None and seen == self._serving_fingerprint:
                 self.metrics.reloads.labels(outcome="unchanged", trigger=trigger).inc()
-                log.info("rules_reload_skipped", trigger=trigger, reason="the rules directory is unchanged since the serving rules were read")
+                log.info(
+                    "rules_reload_skipped",
+                    trigger=trigger,
+                    reason="the rules directory is unchanged since the serving rules were read",
+                )
                 return None
             return self._reload(trigger, seen)
 
@@ -151,17 +165,37 @@ class RulesState:
             self._serving = Serving(new, built)
             self._serving_fingerprint = seen
             self.last_success_at = self._clock()
-        outcome = ReloadOutcome(ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed)
+        outcome = ReloadOutcome(
+            ok, trigger, started, self._clock(), tuple(errors[:MAX_REPORTED_ERRORS]), passed, failed
+        )
         self.last = outcome
         self.metrics.reloads.labels(outcome="success" if ok else "failure", trigger=trigger).inc()
         hidden = hidden_paths(self.rules_dir)
         if hidden:  # a rule set that silently does not load is a wrong answer waiting to happen
-            log.warning("rules_not_loaded", trigger=trigger, paths=hidden[:MAX_REPORTED_ERRORS], count=len(hidden), reason="names starting with '.' are not loaded")
+            log.warning(
+                "rules_not_loaded",
+                trigger=trigger,
+                paths=hidden[:MAX_REPORTED_ERRORS],
+                count=len(hidden),
+                reason="names starting with '.' are not loaded",
+            )
         if ok:
             self.metrics.last_reload_success.set(outcome.finished_at.timestamp())
-            log.info("rules_reloaded", trigger=trigger, rulesets=list(new.rulesets()) if new else [], fixtures_passed=passed, duration_ms=round((outcome.finished_at - started).total_seconds() * 1000, 1))
+            log.info(
+                "rules_reloaded",
+                trigger=trigger,
+                rulesets=list(new.rulesets()) if new else [],
+                fixtures_passed=passed,
+                duration_ms=round((outcome.finished_at - started).total_seconds() * 1000, 1),
+            )
         else:
-            log.error("rules_reload_failed", trigger=trigger, errors=list(outcome.errors[:20]), error_count=len(errors), kept_serving=self._serving is not None)
+            log.error(
+                "rules_reload_failed",
+                trigger=trigger,
+                errors=list(outcome.errors[:20]),
+                error_count=len(errors),
+                kept_serving=self._serving is not None,
+            )
         return outcome
 
     def active_versions(self) -> list[tuple[str, str, str]]:
@@ -241,10 +275,8 @@ class SignalReloads:
 
     def request(self) -> None:
         """Ask for a reload: one write(2), no lock, never blocks; safe in a signal handler."""
-        try:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full of requests: a reload is pending anyway
             os.write(self._write, b"r")
-        except BlockingIOError:  # the pipe is full of requests: a reload is pending anyway
-            pass
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="reload", daemon=True)

@@ -58,14 +58,24 @@ def _as_is(answer: bytes) -> bytes:
     return answer
 
 
-def register(servicer: "ResponseServicer", server: grpc.Server) -> None:
+def register(servicer: ResponseServicer, server: grpc.Server) -> None:
     """Serve ResponseService: the generated registration, with tolerant decoding and answers sent
     as the servicer serialized them (no interceptor: one would run on every call)."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-        "Determine": grpc.unary_unary_rpc_method_handler(servicer.Determine, _tolerant(pb.DetermineRequest.FromString), _as_is),
-        "DetermineStream": grpc.stream_stream_rpc_method_handler(servicer.DetermineStream, _tolerant(pb.DetermineStreamRequest.FromString), _as_is),
-        "ListRuleSets": grpc.unary_unary_rpc_method_handler(servicer.ListRuleSets, _tolerant(pb.ListRuleSetsRequest.FromString), pb.ListRuleSetsResponse.SerializeToString),
-        "GetRuleSet": grpc.unary_unary_rpc_method_handler(servicer.GetRuleSet, _tolerant(pb.GetRuleSetRequest.FromString), pb.RuleSet.SerializeToString),
+        "Determine": grpc.unary_unary_rpc_method_handler(
+            servicer.Determine, _tolerant(pb.DetermineRequest.FromString), _as_is
+        ),
+        "DetermineStream": grpc.stream_stream_rpc_method_handler(
+            servicer.DetermineStream, _tolerant(pb.DetermineStreamRequest.FromString), _as_is
+        ),
+        "ListRuleSets": grpc.unary_unary_rpc_method_handler(
+            servicer.ListRuleSets,
+            _tolerant(pb.ListRuleSetsRequest.FromString),
+            pb.ListRuleSetsResponse.SerializeToString,
+        ),
+        "GetRuleSet": grpc.unary_unary_rpc_method_handler(
+            servicer.GetRuleSet, _tolerant(pb.GetRuleSetRequest.FromString), pb.RuleSet.SerializeToString
+        ),
     }
     assert set(handlers) == {m.name for m in pb.DESCRIPTOR.services_by_name["ResponseService"].methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
@@ -101,7 +111,11 @@ def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
     library then cancels the call; a cancel that arrives this close to our deadline is the deadline.
     """
     remaining = context.time_remaining()
-    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= DEADLINE_SLACK else grpc.StatusCode.CANCELLED
+    return (
+        grpc.StatusCode.DEADLINE_EXCEEDED
+        if remaining is not None and remaining <= DEADLINE_SLACK
+        else grpc.StatusCode.CANCELLED
+    )
 
 
 def _not_sent(decision_ids: list[str], reason: str) -> None:
@@ -113,7 +127,14 @@ def _not_sent(decision_ids: list[str], reason: str) -> None:
 
 
 class ResponseServicer(pb_grpc.ResponseServiceServicer):
-    def __init__(self, state: RulesState, metrics: Metrics, log_facts: bool = False, max_stream_requests: int = 100_000, max_message_bytes: int = CLIENT_RECEIVE_LIMIT) -> None:
+    def __init__(
+        self,
+        state: RulesState,
+        metrics: Metrics,
+        log_facts: bool = False,
+        max_stream_requests: int = 100_000,
+        max_message_bytes: int = CLIENT_RECEIVE_LIMIT,
+    ) -> None:
         self.state = state
         self.max_answer_bytes = max_message_bytes - ANSWER_FRAMING  # an answer also has to fit a stream response
         self.max_response_bytes = min(max_message_bytes, CLIENT_RECEIVE_LIMIT)
@@ -150,7 +171,11 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         elapsed = time.perf_counter() - start
         decision_id = str(uuid.uuid4())
         codec = serving.codecs[compiled.name]
-        answer = codec.message(det, decision_id, True).SerializeToString() if request.explain else codec.wire(det, decision_id)
+        answer = (
+            codec.message(det, decision_id, True).SerializeToString()
+            if request.explain
+            else codec.wire(det, decision_id)
+        )
         self._check_size(len(answer))
         self._record(det, decision_id, elapsed)  # only answers that can be sent are decisions
         return answer, decision_id
@@ -158,15 +183,26 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def _check_size(self, size: int) -> None:
         """Refuse an answer grpc would not send: it would fail the call after it was counted OK."""
         if size > self.max_answer_bytes:
-            raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the answer is {size} bytes, over the server's message size limit of {self.max_answer_bytes} (--max-message-bytes)"))
+            raise status.Refusal(
+                status.plain(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the answer is {size} bytes, over the server's message size limit of {self.max_answer_bytes} (--max-message-bytes)",
+                )
+            )
 
     def _record(self, det: Determination, decision_id: str, elapsed: float) -> None:
         level = det.level.code if det.level else "none"
         self.calls.decided(det, level, elapsed)
         fields: dict[str, object] = dict(
-            decision_id=decision_id, incident_id=det.incident_id, incident_type=det.incident_type,
-            ruleset=det.ruleset, version=det.version, response_level=level, applies=det.applies,
-            rules=[r.id for r in det.matched_rules], latency_ms=round(elapsed * 1000, 3),
+            decision_id=decision_id,
+            incident_id=det.incident_id,
+            incident_type=det.incident_type,
+            ruleset=det.ruleset,
+            version=det.version,
+            response_level=level,
+            applies=det.applies,
+            rules=[r.id for r in det.matched_rules],
+            latency_ms=round(elapsed * 1000, 3),
         )
         if det.assumed:
             fields["assumed"] = [a.input for a in det.assumed]
@@ -184,7 +220,9 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
 
         return self._guard("Determine", context, answer)
 
-    def DetermineStream(self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext) -> Iterator[bytes]:
+    def DetermineStream(
+        self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
         obs = Observed(self.calls, "DetermineStream")
         failure: grpc.Status | None = None
         count = 0
@@ -196,7 +234,11 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             for batch in request_iterator:
                 _undecodable(batch)
                 if len(batch.requests) > MAX_BATCH:
-                    raise status.Refusal(status.bad_request("requests", f"{len(batch.requests)} requests in one message; the limit is {MAX_BATCH}"))
+                    raise status.Refusal(
+                        status.bad_request(
+                            "requests", f"{len(batch.requests)} requests in one message; the limit is {MAX_BATCH}"
+                        )
+                    )
                 answers: list[bytes] = []
                 size = 0
                 try:
@@ -207,7 +249,12 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                             return
                         count += 1
                         if count > self.max_stream_requests:
-                            raise status.Refusal(status.plain(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream"))
+                            raise status.Refusal(
+                                status.plain(
+                                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream",
+                                )
+                            )
                         wire, decision_id = self._determine(serving, request)
                         if answers and size + len(wire) + ANSWER_FRAMING > self.max_response_bytes:
                             handing, ids = ids, []
@@ -261,7 +308,9 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             terminated()
 
     def ListRuleSets(self, request: pb.ListRuleSetsRequest, context: grpc.ServicerContext) -> pb.ListRuleSetsResponse:
-        return self._guard("ListRuleSets", context, lambda: pb.ListRuleSetsResponse(rulesets=convert.summaries(self._book())))
+        return self._guard(
+            "ListRuleSets", context, lambda: pb.ListRuleSetsResponse(rulesets=convert.summaries(self._book()))
+        )
 
     def GetRuleSet(self, request: pb.GetRuleSetRequest, context: grpc.ServicerContext) -> pb.RuleSet:
         def get() -> pb.RuleSet:
@@ -276,7 +325,9 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
             if request.version:
                 chosen = next((c for c in versions if c.document.version == request.version), None)
                 if chosen is None:
-                    raise RuleSetNotFound(f"rule set '{request.ruleset}' has no version '{request.version}'", ruleset=request.ruleset)
+                    raise RuleSetNotFound(
+                        f"rule set '{request.ruleset}' has no version '{request.version}'", ruleset=request.ruleset
+                    )
             else:
                 chosen = next((c for c in versions if c.document.version == active), versions[-1])
             infos = [convert.version_info(c, c.document.version == active) for c in versions]

@@ -57,7 +57,11 @@ def _pack(message: Message) -> any_pb2.Any:
 
 
 def _make(code: grpc.StatusCode, message: str, details: list[Message] | None = None) -> grpc.Status:
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=clip(message, MAX_MESSAGE_BYTES), details=[_pack(d) for d in details or ()])
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name),
+        message=clip(message, MAX_MESSAGE_BYTES),
+        details=[_pack(d) for d in details or ()],
+    )
     result: grpc.Status = rpc_status.to_status(status)
     return result
 
@@ -66,7 +70,11 @@ def _details(error: LiandongError) -> list[Message]:
     if isinstance(error, InvalidIncident):
         bad = error_details_pb2.BadRequest()
         for v in error.violations:
-            bad.field_violations.add(field=clip(f"incident.facts.{v.field}" if v.field else "incident.facts"), description=clip(v.description), reason=v.reason)
+            bad.field_violations.add(
+                field=clip(f"incident.facts.{v.field}" if v.field else "incident.facts"),
+                description=clip(v.description),
+                reason=v.reason,
+            )
             if bad.ByteSize() > MAX_DETAILS_BYTES:  # the rest are counted in the message
                 del bad.field_violations[-1]
                 break
@@ -81,7 +89,11 @@ def _details(error: LiandongError) -> list[Message]:
             failure.violations.add(type="RULESET_AMBIGUOUS", subject=name, description=clip(error.message))
         return [failure]
     if isinstance(error, RuleSetNotFound):
-        return [error_details_pb2.ResourceInfo(resource_type="liandong.v1.RuleSet", resource_name=clip(error.ruleset), description=clip(error.message))]
+        return [
+            error_details_pb2.ResourceInfo(
+                resource_type="liandong.v1.RuleSet", resource_name=clip(error.ruleset), description=clip(error.message)
+            )
+        ]
     return []
 
 
@@ -96,7 +108,10 @@ def to_status(error: LiandongError) -> grpc.Status:
     if isinstance(error, InvalidIncident):
         listed = len(details[0].field_violations)  # type: ignore[attr-defined]
         if listed < len(error.violations):
-            message = clip(message, MAX_MESSAGE_BYTES - 64) + f" [{listed} of {len(error.violations)} violations in the details]"
+            message = (
+                clip(message, MAX_MESSAGE_BYTES - 64)
+                + f" [{listed} of {len(error.violations)} violations in the details]"
+            )
     return _make(code_for(error), message, details)
 
 

@@ -116,10 +116,8 @@ def _forward_logs(conn: Connection) -> None:
     try:
         while True:
             line = conn.recv_bytes()
-            try:
+            with contextlib.suppress(OSError):  # stderr gone: keep draining, or the worker would block on its next line
                 write_line(line)
-            except OSError:  # stderr gone: keep draining, or the worker would block on its next line
-                pass
     except (EOFError, OSError):
         pass
     finally:
@@ -160,7 +158,9 @@ class Supervisor:
         self._backoff: dict[int, float] = {}
         self._signals: list[int] = []
         self.registry = CollectorRegistry()
-        self._live = Gauge(WORKERS, "Worker processes serving (SERVING reported to the supervisor)", registry=self.registry)
+        self._live = Gauge(
+            WORKERS, "Worker processes serving (SERVING reported to the supervisor)", registry=self.registry
+        )
         self._restarts = Counter(WORKER_RESTARTS, "Workers replaced after they died", registry=self.registry)
         self._metrics_httpd: Any = None
 
@@ -171,7 +171,9 @@ class Supervisor:
     def _start(self, index: int) -> _Worker:
         parent, child = self._context.Pipe()
         log_in, log_out = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=worker_main, args=(self.worker_config, index, child, log_out), name=f"liandong-worker-{index}")
+        process = self._context.Process(
+            target=worker_main, args=(self.worker_config, index, child, log_out), name=f"liandong-worker-{index}"
+        )
         process.start()
         child.close()
         log_out.close()  # the worker holds the only write end: its exit is the reader's end of file
@@ -251,7 +253,9 @@ class Supervisor:
         try:
             self.serve_metrics()
         except OSError as exc:
-            log.error("startup_failed", error=f"cannot serve metrics on {self.config.metrics_listen}: {exc.strerror or exc}")
+            log.error(
+                "startup_failed", error=f"cannot serve metrics on {self.config.metrics_listen}: {exc.strerror or exc}"
+            )
             return 1
         try:
             if not self.start_all():
@@ -278,7 +282,14 @@ class Supervisor:
         uptime = time.monotonic() - w.started
         delay = 0.0 if uptime >= STABLE_AFTER else self._backoff.get(w.index, BACKOFF_MIN)
         self._backoff[w.index] = BACKOFF_MIN if uptime >= STABLE_AFTER else min(BACKOFF_MAX, delay * 2)
-        log.error("worker_exited", worker=w.index, pid=w.pid or w.process.pid, exitcode=w.process.exitcode, uptime_s=round(uptime, 1), restart_in_s=delay)
+        log.error(
+            "worker_exited",
+            worker=w.index,
+            pid=w.pid or w.process.pid,
+            exitcode=w.process.exitcode,
+            uptime_s=round(uptime, 1),
+            restart_in_s=delay,
+        )
         with self._lock:
             self._workers.pop(w.index, None)
         w.conn.close()
