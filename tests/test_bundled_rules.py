@@ -12,7 +12,14 @@ from liandong.fixtures import CaseResult, fixture_path, load_fixtures, run_case
 from liandong.rulebook import RuleBook
 from support.data import BUNDLED, ROOT
 
-BUNDLED_RULE_SETS = ("fire-linkage", "township-mass-incident", "flood-control")
+BUNDLED_RULE_SETS = (
+    "fire-linkage",
+    "township-mass-incident",
+    "flood-control",
+    "coal-mine-linkage",
+    "food-drug-safety",
+    "township-social-security",
+)
 
 
 def _cases() -> list[tuple[Path, str]]:

@@ -18,6 +18,8 @@ RULES = ROOT / "rules"
 AT_ONCE_WORDS = ("立即", "第一时间", "零时间", "即发即报")
 PROMPTLY_WORDS = ("及时", "迅速", "随时")
 FIXED_LIMIT = re.compile(r"(\d+)(分钟|小时|日|天)内")
+# 「不得超过2小时」 (生产安全事故报告和调查处理条例 第十一条): 超过 excludes, so exactly the limit is in time.
+NOT_OVER_LIMIT = re.compile(r"不得超过(\d+)(分钟|小时|日|天)")
 SECONDS = {"分钟": 60, "小时": 3600, "日": 86400, "天": 86400}
 OBLIGATIONS = [(doc.ruleset, o) for doc in load_tree(RULES) for o in doc.obligations]
 
@@ -31,7 +33,7 @@ def timing_the_words_give(text: str) -> tuple[Timing, int | None]:
     """The timing an obligation's own text gives: 立即-words first, then a fixed limit, then 及时-words, else none."""
     if any(w in text for w in AT_ONCE_WORDS):
         return Timing.AT_ONCE, 0
-    limit = FIXED_LIMIT.search(text)
+    limit = FIXED_LIMIT.search(text) or NOT_OVER_LIMIT.search(text)
     if limit:
         return Timing.WITHIN, int(limit.group(1)) * SECONDS[limit.group(2)]
     if any(w in text for w in PROMPTLY_WORDS):
@@ -51,6 +53,7 @@ def test_the_word_rule_tells_the_four_kinds_apart() -> None:
     assert timing_the_words_give('重大突发性事件要确保"零时间"电话报告') == (Timing.AT_ONCE, 0)
     assert timing_the_words_give("在20分钟内答复对方") == (Timing.WITHIN, 1200)
     assert timing_the_words_give("1小时内上报文字信息") == (Timing.WITHIN, 3600)
+    assert timing_the_words_give("每级上报的时间不得超过2小时") == (Timing.WITHIN, 7200)
     assert timing_the_words_give("组织本部门联动力量迅速出动") == (Timing.PROMPTLY, None)
     assert timing_the_words_give("严格落实24小时领导带班双人双岗值班制度") == (Timing.NONE, None)
 
