@@ -104,6 +104,7 @@ class Parser(ShapeReader):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.boundary = Boundary.CIVIL_CODE
+        self.inputs_empty: Value | None = None
 
     # -- the document ----------------------------------------------------------------------------
     def document(self, root: Value) -> RuleSetDocument | None:
@@ -156,6 +157,13 @@ class Parser(ShapeReader):
                 key="empty_report",
                 suggestion=closest(empty_report, EMPTY_REPORT),
             )
+        if self.inputs_empty is not None and empty_report != "meaningful":
+            self.problem(
+                self.inputs_empty,
+                "inputs is empty: declare the incident's fields, or write `empty_report: meaningful` for a plan"
+                " that answers on the incident type alone",
+                key="inputs",
+            )
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
         if version is None or title is None or source is None or effective_from is None:
@@ -192,8 +200,7 @@ class Parser(ShapeReader):
         m = self.mapping(value, "inputs", None)  # every key is an input name
         if m is None:
             return ()
-        if not m.entries:
-            self.problem(m, "inputs is empty: declare the incident's fields", key="inputs")
+        self.inputs_empty = m if not m.entries else None  # allowed only where a report without facts means something
         out = []
         for name, spec in m.entries.items():
             if name in RESERVED_INPUTS:
