@@ -12,7 +12,14 @@ from liandong.fixtures import CaseResult, fixture_path, load_fixtures, run_case
 from liandong.rulebook import RuleBook
 from support.data import BUNDLED, ROOT
 
-BUNDLED_RULE_SETS = ("fire-linkage", "township-mass-incident", "flood-control")
+BUNDLED_RULE_SETS = (
+    "fire-linkage",
+    "township-mass-incident",
+    "flood-control",
+    "medical-dispute",
+    "epidemic-joint-prevention",
+    "information-reporting",
+)
 
 
 def _cases() -> list[tuple[Path, str]]:
@@ -34,7 +41,7 @@ def book(runtime: DurableRuntime) -> RuleBook:
 
 
 def test_bundled_rulesets_load() -> None:
-    """The three plans named in the design load, each with fixtures beside it."""
+    """The bundled plans load, each with fixtures beside it."""
     docs = load_tree(BUNDLED)
     assert sorted({d.ruleset for d in docs}) == sorted(BUNDLED_RULE_SETS)
     for doc in docs:

@@ -17,7 +17,8 @@ from support.data import ROOT
 RULES = ROOT / "rules"
 AT_ONCE_WORDS = ("立即", "第一时间", "零时间", "即发即报")
 PROMPTLY_WORDS = ("及时", "迅速", "随时")
-FIXED_LIMIT = re.compile(r"(\d+)(分钟|小时|日|天)内")
+# N分钟内 / N小时内 / N日内, 半小时内 (30 minutes), and 最迟不得超过N小时 (a latest time: 超过 excludes N, so N itself is in time).
+FIXED_LIMIT = re.compile(r"(\d+|半)(分钟|小时|日|天)内|不得超过(\d+)(小时)")
 SECONDS = {"分钟": 60, "小时": 3600, "日": 86400, "天": 86400}
 OBLIGATIONS = [(doc.ruleset, o) for doc in load_tree(RULES) for o in doc.obligations]
 
@@ -33,7 +34,8 @@ def timing_the_words_give(text: str) -> tuple[Timing, int | None]:
         return Timing.AT_ONCE, 0
     limit = FIXED_LIMIT.search(text)
     if limit:
-        return Timing.WITHIN, int(limit.group(1)) * SECONDS[limit.group(2)]
+        count, unit = (limit.group(1), limit.group(2)) if limit.group(1) else (limit.group(3), limit.group(4))
+        return Timing.WITHIN, (SECONDS[unit] // 2 if count == "半" else int(count) * SECONDS[unit])
     if any(w in text for w in PROMPTLY_WORDS):
         return Timing.PROMPTLY, None
     return Timing.NONE, None
@@ -51,6 +53,8 @@ def test_the_word_rule_tells_the_four_kinds_apart() -> None:
     assert timing_the_words_give('重大突发性事件要确保"零时间"电话报告') == (Timing.AT_ONCE, 0)
     assert timing_the_words_give("在20分钟内答复对方") == (Timing.WITHIN, 1200)
     assert timing_the_words_give("1小时内上报文字信息") == (Timing.WITHIN, 3600)
+    assert timing_the_words_give("重要紧急信息半小时内报送") == (Timing.WITHIN, 1800)
+    assert timing_the_words_give("力争实现批示当天即报送落实情况,最迟不得超过24小时") == (Timing.WITHIN, 86400)
     assert timing_the_words_give("组织本部门联动力量迅速出动") == (Timing.PROMPTLY, None)
     assert timing_the_words_give("严格落实24小时领导带班双人双岗值班制度") == (Timing.NONE, None)
 

@@ -123,8 +123,11 @@ def _kind(spec: InputSpec) -> str:
 
 def inputs_markdown(doc: RuleSetDocument) -> str:
     """The inputs a caller sends for one rule set, as a Markdown table."""
+    title = f"### `{doc.ruleset}` {doc.version} — incident type {', '.join(f'`{t}`' for t in doc.incident_types)}"
+    if not doc.inputs:
+        return f"{title}\n\nNo inputs: the plan conditions nothing on the facts; send none (any fact is refused)."
     lines = [
-        f"### `{doc.ruleset}` {doc.version} — incident type {', '.join(f'`{t}`' for t in doc.incident_types)}",
+        title,
         "",
         "| input | type | required / default | meaning |",
         "|---|---|---|---|",
