@@ -28,6 +28,8 @@ def duration_words(seconds: int) -> str:
 
 
 def _clock(time_of_day: str) -> str:
+    if time_of_day == "00:00":
+        return "24:00"  # the first midnight after the start ends that day (每日……报 with no hour: by the day's end)
     hours, minutes = time_of_day.split(":")
     return f"{int(hours)}:{minutes}"
 
