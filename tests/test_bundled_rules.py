@@ -19,6 +19,9 @@ BUNDLED_RULE_SETS = (
     "coal-mine-linkage",
     "food-drug-safety",
     "township-social-security",
+    "medical-dispute",
+    "epidemic-joint-prevention",
+    "information-reporting",
 )
 
 
@@ -41,7 +44,7 @@ def book(runtime: DurableRuntime) -> RuleBook:
 
 
 def test_bundled_rulesets_load() -> None:
-    """The three plans named in the design load, each with fixtures beside it."""
+    """The bundled plans load, each with fixtures beside it."""
     docs = load_tree(BUNDLED)
     assert sorted({d.ruleset for d in docs}) == sorted(BUNDLED_RULE_SETS)
     for doc in docs:

@@ -238,7 +238,7 @@ def random_facts(rng: random.Random, doc: RuleSetDocument) -> dict[str, object]:
 
 
 def spec_name(rng: random.Random, doc: RuleSetDocument) -> str:
-    return rng.choice(doc.inputs).name
+    return rng.choice(doc.inputs).name if doc.inputs else "input"  # a document may declare none (epidemic)
 
 
 # -- the checks --------------------------------------------------------------------------------------

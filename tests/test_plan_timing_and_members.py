@@ -17,10 +17,13 @@ from support.data import ROOT
 RULES = ROOT / "rules"
 AT_ONCE_WORDS = ("立即", "第一时间", "零时间", "即发即报")
 PROMPTLY_WORDS = ("及时", "迅速", "随时")
-FIXED_LIMIT = re.compile(r"(\d+)(分钟|小时|日|天)内")
+# N分钟内 / N小时内, 半小时内 (30 minutes).
+FIXED_LIMIT = re.compile(r"(\d+|半)(分钟|小时)内")
 # 「不得超过2小时」 (生产安全事故报告和调查处理条例 第十一条): 超过 excludes, so exactly the limit is in time.
-NOT_OVER_LIMIT = re.compile(r"不得超过(\d+)(分钟|小时|日|天)")
-SECONDS = {"分钟": 60, "小时": 3600, "日": 86400, "天": 86400}
+NOT_OVER_LIMIT = re.compile(r"不得超过(\d+)(分钟|小时)")
+SECONDS = {"分钟": 60, "小时": 3600}
+# Deadlines on the calendar: N日内 / N天内, N个工作日内, 当天, 每日 (and its 8:00点前).
+CALENDAR = re.compile(r"\d+(日|天|个工作日)内|当天|每日")
 OBLIGATIONS = [(doc.ruleset, o) for doc in load_tree(RULES) for o in doc.obligations]
 
 
@@ -30,12 +33,16 @@ def book(runtime: DurableRuntime) -> RuleBook:
 
 
 def timing_the_words_give(text: str) -> tuple[Timing, int | None]:
-    """The timing an obligation's own text gives: 立即-words first, then a fixed limit, then 及时-words, else none."""
+    """The timing an obligation's own text gives: 立即-words first, then a calendar deadline, then a fixed
+    limit, then 及时-words, else none."""
     if any(w in text for w in AT_ONCE_WORDS):
         return Timing.AT_ONCE, 0
+    if CALENDAR.search(text):
+        return Timing.CALENDAR, None
     limit = FIXED_LIMIT.search(text) or NOT_OVER_LIMIT.search(text)
     if limit:
-        return Timing.WITHIN, int(limit.group(1)) * SECONDS[limit.group(2)]
+        count, unit = limit.group(1), limit.group(2)
+        return Timing.WITHIN, (SECONDS[unit] // 2 if count == "半" else int(count) * SECONDS[unit])
     if any(w in text for w in PROMPTLY_WORDS):
         return Timing.PROMPTLY, None
     return Timing.NONE, None
@@ -43,7 +50,7 @@ def timing_the_words_give(text: str) -> tuple[Timing, int | None]:
 
 @pytest.mark.parametrize(("ruleset", "obligation"), OBLIGATIONS, ids=[f"{r}: {o.id}" for r, o in OBLIGATIONS])
 def test_every_obligation_is_timed_by_its_own_words(ruleset: str, obligation: Obligation) -> None:
-    """立即/第一时间/零时间 are at once, N分钟内/N小时内 a fixed limit, 及时/迅速 promptly with no number, and no word no time, in all three documents alike."""
+    """立即/第一时间/零时间/即发即报 are at once, N日内/工作日内/当天/每日 a calendar deadline, N分钟内/N小时内 a fixed limit, 及时/迅速/随时 promptly with no number, and no word no time, in every document alike."""
     assert (obligation.timing, obligation.within_seconds) == timing_the_words_give(obligation.text), obligation.text
 
 
@@ -54,6 +61,11 @@ def test_the_word_rule_tells_the_four_kinds_apart() -> None:
     assert timing_the_words_give("在20分钟内答复对方") == (Timing.WITHIN, 1200)
     assert timing_the_words_give("1小时内上报文字信息") == (Timing.WITHIN, 3600)
     assert timing_the_words_give("每级上报的时间不得超过2小时") == (Timing.WITHIN, 7200)
+    assert timing_the_words_give("重要紧急信息半小时内报送") == (Timing.WITHIN, 1800)
+    assert timing_the_words_give("力争实现批示当天即报送落实情况,最迟不得超过24小时") == (Timing.CALENDAR, None)
+    assert timing_the_words_give("应当在10个工作日内向投诉人反馈") == (Timing.CALENDAR, None)
+    assert timing_the_words_give("以书面形式于每日8:00点前上报综合组") == (Timing.CALENDAR, None)
+    assert timing_the_words_give("重要情况应随时通报") == (Timing.PROMPTLY, None)
     assert timing_the_words_give("组织本部门联动力量迅速出动") == (Timing.PROMPTLY, None)
     assert timing_the_words_give("严格落实24小时领导带班双人双岗值班制度") == (Timing.NONE, None)
 

@@ -17,7 +17,8 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from liandong.document.model import Citation, Timing
+from liandong.document.model import Citation, Deadline, DeadlineKind, Timing
+from liandong.document.wording import duration_words
 from liandong.engine.result import (
     AssumedInput,
     CommanderResult,
@@ -40,7 +41,7 @@ from liandong.errors import (
 )
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
-from liandong.wire import MAX_BATCH, TIMING_BACK, value_from_proto
+from liandong.wire import MAX_BATCH, TIMING_BACK, deadline_from_proto, value_from_proto
 
 T = TypeVar("T")
 
@@ -324,12 +325,11 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
                 o.text,
                 tuple(ref_back(w) for w in o.who),
                 o.within.seconds if o.HasField("within") else None,
-                _duration_text(o.within.seconds)
-                if o.timing == pb.Obligation.TIMING_WITHIN and o.HasField("within")
-                else "",
+                _within_text_back(o),
                 _citation_back(o.citation),
                 _citations_back(o.citations),
                 TIMING_BACK.get(o.timing, Timing.NONE),
+                deadline_from_proto(o.deadline) if o.HasField("deadline") else _legacy_deadline(o),
             )
             for o in msg.obligations
         ),
@@ -338,6 +338,29 @@ def determination_from_proto(msg: pb.Determination) -> Determination:
         unmatched_rules=tuple(_rule_back(r) for r in msg.unmatched_rules),
         assumed=tuple(AssumedInput(a.input, value_from_proto(a.value), a.meaning) for a in msg.assumed),
     )
+
+
+def _within_text_back(o: pb.Obligation) -> str:
+    """`within` as the document wrote it; from the limit for a server that sends no deadline."""
+    if o.HasField("deadline") and o.deadline.written:
+        return o.deadline.written
+    if o.timing == pb.Obligation.TIMING_WITHIN and o.HasField("within"):
+        return _duration_text(o.within.seconds)
+    return ""
+
+
+def _legacy_deadline(o: pb.Obligation) -> Deadline:
+    """The structured deadline of an answer from a server that predates it: the timing enum says it all."""
+    timing = TIMING_BACK.get(o.timing, Timing.NONE)
+    if timing is Timing.AT_ONCE:
+        return Deadline(kind=DeadlineKind.AT_ONCE, wording="立即")
+    if timing is Timing.PROMPTLY:
+        return Deadline(kind=DeadlineKind.PROMPTLY, wording="及时(无时限)")
+    if timing is Timing.WITHIN and o.HasField("within"):
+        return Deadline(
+            kind=DeadlineKind.ELAPSED, seconds=o.within.seconds, wording=f"{duration_words(o.within.seconds)}内"
+        )
+    return Deadline()
 
 
 def _duration_text(seconds: int) -> str:

@@ -8,7 +8,8 @@ LiandongError
     ├── UnknownIncidentType    no loaded rule set answers for the incident type
     ├── RuleSetNotFound        the named rule set or version is not loaded
     ├── AmbiguousIncidentType  several rule sets claim the type and none was named
-    └── EngineFailure          the rules engine itself failed
+    ├── EngineFailure          the rules engine itself failed
+    └── DeadlineUnknown        a due time needs calendar years the official calendar does not know yet
 """
 
 from __future__ import annotations
@@ -154,3 +155,15 @@ class EngineFailure(EvaluationError):
     """The rules engine failed while evaluating; the incident itself was acceptable."""
 
     code = "engine_failure"
+
+
+class DeadlineUnknown(EvaluationError):
+    """A due time falls in a year the official working-day calendar does not know yet: it is not
+    guessed (a year's 放假安排 and 调休 working weekends are published only late the year before)."""
+
+    code = "deadline_unknown"
+
+    def __init__(self, message: str, *, year: int, known_until: int) -> None:
+        super().__init__(message)
+        self.year = year
+        self.known_until = known_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from liandong.document.model import Citation, InputSpec, InputType, RuleSetDocument, Timing
+from liandong.document.model import INCIDENT_REPORTED, Citation, InputSpec, InputType, Repeat, RuleSetDocument, Timing
 from liandong.engine.result import ConditionTrace, Determination, ObligationResult
 from liandong.engine.trace import show
 
@@ -21,11 +21,15 @@ def _cited(one: Citation | None, every: tuple[Citation, ...], clause_only: bool 
 
 
 def _timing(o: ObligationResult) -> str:
+    d = o.deadline
+    clock = f" [clock: {d.start}]" if d.start != INCIDENT_REPORTED else ""
+    if o.timing is Timing.CALENDAR or d.repeat is not Repeat.ONCE:
+        return f" 时限 {d.wording}{clock}"
     if o.timing is Timing.AT_ONCE or (o.timing is Timing.NONE and o.within_seconds == 0):
-        return " 立即/at once"
+        return " 立即/at once" + clock
     if o.timing is Timing.PROMPTLY:
-        return " 及时/promptly (no time)"
-    return f" within {o.within_text}" if o.within_text else ""
+        return " 及时/promptly (no time)" + clock
+    return (f" within {o.within_text}" if o.within_text else "") + clock
 
 
 def _trace_lines(t: ConditionTrace, depth: int) -> list[str]:
@@ -123,8 +127,11 @@ def _kind(spec: InputSpec) -> str:
 
 def inputs_markdown(doc: RuleSetDocument) -> str:
     """The inputs a caller sends for one rule set, as a Markdown table."""
+    title = f"### `{doc.ruleset}` {doc.version} — incident type {', '.join(f'`{t}`' for t in doc.incident_types)}"
+    if not doc.inputs:
+        return f"{title}\n\nNo inputs: the plan conditions nothing on the facts; send none (any fact is refused)."
     lines = [
-        f"### `{doc.ruleset}` {doc.version} — incident type {', '.join(f'`{t}`' for t in doc.incident_types)}",
+        title,
         "",
         "| input | type | required / default | meaning |",
         "|---|---|---|---|",

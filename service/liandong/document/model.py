@@ -137,6 +137,52 @@ class Timing(str, Enum):
     WITHIN = "within"  # a fixed limit: within_seconds > 0
     AT_ONCE = "at_once"  # 立即 / 第一时间 / 零时间: due at once, the deadline is the start
     PROMPTLY = "promptly"  # 及时 / 迅速: promptly, with no number; never a deadline
+    CALENDAR = "calendar"  # a deadline on the calendar: days, working days, the same day, a time of day
+
+
+INCIDENT_REPORTED = "incident_reported"
+# The events an obligation's clock may start at (rules/README.md, "Obligation timing"): facts or
+# events the incident API receives. The first is the default.
+START_EVENTS = (INCIDENT_REPORTED, "request_received", "order_issued", "instruction_received", "complaint_received")
+
+
+class DeadlineKind(str, Enum):
+    """How the first due time of an obligation is computed from its start (rules/README.md)."""
+
+    NONE = "none"  # no time stated
+    AT_ONCE = "at_once"  # 立即 / 第一时间 / 零时间 / 即发即报: due at the start
+    PROMPTLY = "promptly"  # 及时 / 迅速 / 随时: no number, never falls due
+    ELAPSED = "elapsed"  # 20分钟内, 1小时内: start + a fixed duration
+    CALENDAR_DAYS = "calendar_days"  # 5日内: 24:00 of the Nth day after the start day
+    WORKING_DAYS = "working_days"  # 10个工作日内: 24:00 of the Nth working day after the start day
+    SAME_DAY = "same_day"  # 当天: 24:00 of the start's day
+    TIME_OF_DAY = "time_of_day"  # 8:00点前: the first such wall-clock time after the start
+
+
+class Repeat(str, Enum):
+    """Whether an obligation falls due again after its first due time, until the incident closes."""
+
+    ONCE = "once"
+    INTERVAL = "interval"  # every N minutes or hours
+    DAILY = "daily"  # every day at the time of day (每日8:00点前)
+    CONTINUING = "continuing"  # 续报 with no interval (随后报送, 连续完整报告): never falls due
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An obligation's clock as the document writes it. Wall-clock kinds read Beijing time (UTC+8)."""
+
+    kind: DeadlineKind = DeadlineKind.NONE
+    start: str = INCIDENT_REPORTED
+    seconds: int = 0  # ELAPSED: the duration
+    days: int = 0  # CALENDAR_DAYS, WORKING_DAYS
+    time_of_day: str = ""  # TIME_OF_DAY: "HH:MM", Beijing time
+    latest_seconds: int | None = None  # 最迟不得超过: start + this is the hard deadline (with SAME_DAY)
+    repeat: Repeat = Repeat.ONCE
+    every_seconds: int = 0  # INTERVAL
+    # Whether a report at the due instant itself is in time (boundary words on time, rules/README.md).
+    end_included: bool = True
+    wording: str = ""  # the deadline in the plan's kind of words, e.g. 10个工作日内(自接到投诉)
 
 
 @dataclass(frozen=True)
@@ -154,6 +200,7 @@ class Obligation(Cited):
     # `who: members`: owed by every participating unit that is a member unit (Unit.member).
     by_members: bool = False
     timing: Timing = Timing.NONE
+    deadline: Deadline = field(default_factory=Deadline)
 
 
 @dataclass(frozen=True)

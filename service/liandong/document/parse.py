@@ -7,10 +7,13 @@ checked afterwards in `check`.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TypeVar
 
 from liandong.document import words
 from liandong.document.model import (
+    INCIDENT_REPORTED,
+    START_EVENTS,
     AllOf,
     AnyOf,
     Boundary,
@@ -18,6 +21,8 @@ from liandong.document.model import (
     Commander,
     Comparison,
     Condition,
+    Deadline,
+    DeadlineKind,
     EnumValue,
     Group,
     InputRef,
@@ -28,6 +33,7 @@ from liandong.document.model import (
     Obligation,
     Operand,
     Pos,
+    Repeat,
     Rule,
     RuleSetDocument,
     Scalar,
@@ -38,18 +44,25 @@ from liandong.document.model import (
 )
 from liandong.document.shapes import ShapeReader, describe
 from liandong.document.source import LMap, LScalar, Value
+from liandong.document.wording import deadline_wording
 from liandong.suggest import closest
 
 RULESET_ID = re.compile(r"^[a-z][a-z0-9-]*$")
 CATALOGUE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|wd)$")
+TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+OBLIGATION_KEYS = ("id", "text", "who", "within", "starts", "by", "latest", "every", "citation")
 PARTICIPATING = "participating"  # obligation `who` meaning every participating unit
 MEMBERS = "members"  # obligation `who` meaning every participating unit that is a member unit
 AT_ONCE = "at_once"  # obligation `within` for 立即 / 第一时间 / 零时间
 PROMPTLY = "promptly"  # obligation `within` for 及时 / 迅速: no number
+SAME_DAY = "same_day"  # obligation `within` for 当天
+EVERY_DAY = "day"  # obligation `every` for 每日 (with `by`)
+CONTINUING = "continuing"  # obligation `every` for 续报 with no interval (随后报送, 连续完整报告)
 RESERVED_INPUTS = frozenset({"sid", "id"})  # durable-rules keys every fact by these
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
 
 T = TypeVar("T")
 
@@ -104,6 +117,7 @@ class Parser(ShapeReader):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.boundary = Boundary.CIVIL_CODE
+        self.inputs_empty: Value | None = None
 
     # -- the document ----------------------------------------------------------------------------
     def document(self, root: Value) -> RuleSetDocument | None:
@@ -156,6 +170,13 @@ class Parser(ShapeReader):
                 key="empty_report",
                 suggestion=closest(empty_report, EMPTY_REPORT),
             )
+        if self.inputs_empty is not None and empty_report != "meaningful":
+            self.problem(
+                self.inputs_empty,
+                "inputs is empty: declare the incident's fields, or write `empty_report: meaningful` for a plan"
+                " that answers on the incident type alone",
+                key="inputs",
+            )
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
         if version is None or title is None or source is None or effective_from is None:
@@ -192,8 +213,7 @@ class Parser(ShapeReader):
         m = self.mapping(value, "inputs", None)  # every key is an input name
         if m is None:
             return ()
-        if not m.entries:
-            self.problem(m, "inputs is empty: declare the incident's fields", key="inputs")
+        self.inputs_empty = m if not m.entries else None  # allowed only where a report without facts means something
         out = []
         for name, spec in m.entries.items():
             if name in RESERVED_INPUTS:
@@ -377,7 +397,7 @@ class Parser(ShapeReader):
         return Group(gid, name, lead, members, duties, citations, self.pos(m, f"groups.{gid}"), refs)
 
     def _obligation(self, value: Value, where: str) -> Obligation | None:
-        m = self.mapping(value, where, ("id", "text", "who", "within", "citation"), ("id", "text", "citation"))
+        m = self.mapping(value, where, OBLIGATION_KEYS, ("id", "text", "citation"))
         if m is None:
             return None
         oid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
@@ -396,37 +416,7 @@ class Parser(ShapeReader):
         who_refs = () if by_participants or by_members else self.id_list(who_value, f"{where}.who")
         who = tuple(i for i, _ in who_refs)
         citations = self.citations(m.entries.get("citation"), f"{where}.citation")
-        seconds: int | None = None
-        within_text = ""
-        timing = Timing.NONE
-        if "within" in m.entries:
-            at = m.entries["within"]
-            raw = self.text(at, f"{where}.within")
-            word = raw.strip() if raw is not None else None
-            match = DURATION.match(word) if word else None
-            if word == AT_ONCE:
-                seconds, timing = 0, Timing.AT_ONCE
-            elif word == PROMPTLY:
-                timing = Timing.PROMPTLY
-            elif raw is not None and match is None:
-                self.problem(
-                    at,
-                    f"{where}.within '{raw}' is not a duration like 20m, 2h or 1d, nor '{AT_ONCE}' or '{PROMPTLY}'",
-                    key=f"{where}.within",
-                    suggestion=closest(raw, (AT_ONCE, PROMPTLY)),
-                )
-            elif match is not None and int(match.group(1)) == 0:
-                # 0m used to mean "at once"; a zero limit reads as a deadline already missed.
-                self.problem(
-                    at,
-                    f"{where}.within '{raw}' is a zero time limit; write `within: {AT_ONCE}` for 立即/第一时间/零时间",
-                    key=f"{where}.within",
-                    suggestion=AT_ONCE,
-                )
-            elif match is not None:
-                seconds = int(match.group(1)) * _SECONDS[match.group(2)]
-                within_text = f"{match.group(1)}{match.group(2)}"
-                timing = Timing.WITHIN
+        seconds, within_text, timing, deadline = self._deadline(m, where)
         if oid is None or text is None or citations is None:
             return None
         return Obligation(
@@ -441,7 +431,157 @@ class Parser(ShapeReader):
             by_participants=by_participants,
             by_members=by_members,
             timing=timing,
+            deadline=deadline,
         )
+
+    def _elapsed(self, at: Value, where: str) -> int | None:
+        """A duration of minutes or hours (`20m`, `1h`), more than zero; None after a problem."""
+        raw = self.text(at, where)
+        if raw is None:
+            return None
+        match = DURATION.match(raw.strip())
+        if match is None or match.group(2) not in _SECONDS or int(match.group(1)) == 0:
+            self.problem(at, f"{where} '{raw}' is not a duration like 20m or 24h (more than zero)", key=where)
+            return None
+        return int(match.group(1)) * _SECONDS[match.group(2)]
+
+    def _deadline(self, m: LMap, where: str) -> tuple[int | None, str, Timing, Deadline]:
+        """An obligation's timing keys (`within`, `starts`, `by`, `latest`, `every`), each checked and
+        located, as the legacy (within_seconds, within_text, timing) and the structured Deadline."""
+        e = m.entries
+        seconds: int | None = None
+        within_text = ""
+        timing = Timing.NONE
+        kind = DeadlineKind.NONE
+        days = 0
+        start = INCIDENT_REPORTED
+        if "starts" in e:
+            written = self.text(e["starts"], f"{where}.starts")
+            if written is not None and written not in START_EVENTS:
+                self.problem(
+                    e["starts"],
+                    f"{where}.starts '{written}' is not one of {', '.join(START_EVENTS)}",
+                    key=f"{where}.starts",
+                    suggestion=closest(written, START_EVENTS),
+                )
+            elif written is not None:
+                start = written
+        if "within" in e:
+            at = e["within"]
+            raw = self.text(at, f"{where}.within")
+            word = raw.strip() if raw is not None else None
+            match = DURATION.match(word) if word else None
+            if word == AT_ONCE:
+                seconds, timing, kind = 0, Timing.AT_ONCE, DeadlineKind.AT_ONCE
+            elif word == PROMPTLY:
+                timing, kind = Timing.PROMPTLY, DeadlineKind.PROMPTLY
+            elif word == SAME_DAY:
+                timing, kind, within_text = Timing.CALENDAR, DeadlineKind.SAME_DAY, SAME_DAY
+            elif raw is not None and match is None:
+                self.problem(
+                    at,
+                    f"{where}.within '{raw}' is not a duration like 20m, 2h, 5d or 10wd, "
+                    f"nor '{AT_ONCE}', '{PROMPTLY}' or '{SAME_DAY}'",
+                    key=f"{where}.within",
+                    suggestion=closest(raw, (AT_ONCE, PROMPTLY, SAME_DAY)),
+                )
+            elif match is not None and int(match.group(1)) == 0:
+                # 0m used to mean "at once"; a zero limit reads as a deadline already missed.
+                self.problem(
+                    at,
+                    f"{where}.within '{raw}' is a zero time limit; write `within: {AT_ONCE}` for 立即/第一时间/零时间",
+                    key=f"{where}.within",
+                    suggestion=AT_ONCE,
+                )
+            elif match is not None:
+                number, unit = int(match.group(1)), match.group(2)
+                within_text = f"{number}{unit}"
+                if unit in _SECONDS:
+                    seconds, timing, kind = number * _SECONDS[unit], Timing.WITHIN, DeadlineKind.ELAPSED
+                else:
+                    days, timing = number, Timing.CALENDAR
+                    kind = DeadlineKind.WORKING_DAYS if unit == "wd" else DeadlineKind.CALENDAR_DAYS
+        time_of_day = ""
+        if "by" in e:
+            at = e["by"]
+            raw_by = at.value if isinstance(at, LScalar) else None
+            found = TIME_OF_DAY.match(raw_by.strip()) if isinstance(raw_by, str) else None
+            if found is None:
+                # YAML 1.1 reads an unquoted 8:00 as the number 480: ask for quotes.
+                self.problem(
+                    at,
+                    f'{where}.by must be a time of day in quotes, like "08:00" (Beijing time), not {describe(at)}',
+                    key=f"{where}.by",
+                )
+            elif kind is not DeadlineKind.NONE:
+                self.problem(
+                    at,
+                    f"{where}.by and {where}.within both give the first due time; keep one",
+                    key=f"{where}.by",
+                )
+            else:
+                time_of_day = f"{int(found.group(1)):02d}:{found.group(2)}"
+                timing, kind, within_text = Timing.CALENDAR, DeadlineKind.TIME_OF_DAY, time_of_day
+        latest: int | None = None
+        if "latest" in e:
+            latest = self._elapsed(e["latest"], f"{where}.latest")
+            if latest is not None and kind is not DeadlineKind.SAME_DAY:
+                self.problem(
+                    e["latest"],
+                    f"{where}.latest caps a same-day aim (当天……最迟不得超过24小时); it needs `within: {SAME_DAY}`",
+                    key=f"{where}.latest",
+                    suggestion=SAME_DAY,
+                )
+                latest = None
+        repeat, every_seconds = Repeat.ONCE, 0
+        if "every" in e:
+            at = e["every"]
+            raw_every = self.text(at, f"{where}.every")
+            if raw_every == EVERY_DAY:
+                if kind is DeadlineKind.TIME_OF_DAY:
+                    repeat = Repeat.DAILY
+                else:
+                    self.problem(
+                        at,
+                        f"{where}.every: {EVERY_DAY} needs `by`, the time of day each report is due (每日8:00点前)",
+                        key=f"{where}.every",
+                    )
+            elif raw_every == CONTINUING:
+                repeat = Repeat.CONTINUING
+            elif raw_every is not None:
+                match = DURATION.match(raw_every.strip())
+                if match is None or match.group(2) not in _SECONDS or int(match.group(1)) == 0:
+                    self.problem(
+                        at,
+                        f"{where}.every '{raw_every}' is not an interval like 2h, nor '{EVERY_DAY}' or '{CONTINUING}'",
+                        key=f"{where}.every",
+                        suggestion=closest(raw_every, (EVERY_DAY, CONTINUING)),
+                    )
+                elif kind is DeadlineKind.TIME_OF_DAY:
+                    self.problem(
+                        at,
+                        f"{where}.every with `by` is `every: {EVERY_DAY}`",
+                        key=f"{where}.every",
+                        suggestion=EVERY_DAY,
+                    )
+                else:
+                    repeat, every_seconds = Repeat.INTERVAL, int(match.group(1)) * _SECONDS[match.group(2)]
+        # 「前」 on a time of day reads as 以前, the time counterpart of 以下: the document's boundary decides
+        # whether the instant itself is in time. Every other limit includes its end (以内, 届满 and
+        # 不得超过 include the number; a period's last day runs to 24:00, 民法典 第二百零三条).
+        end_included = not (kind is DeadlineKind.TIME_OF_DAY and self.boundary is Boundary.ACCIDENT_GRADING)
+        deadline = Deadline(
+            kind=kind,
+            start=start,
+            seconds=seconds or 0,
+            days=days,
+            time_of_day=time_of_day,
+            latest_seconds=latest,
+            repeat=repeat,
+            every_seconds=every_seconds,
+            end_included=end_included,
+        )
+        return seconds, within_text, timing, replace(deadline, wording=deadline_wording(deadline))
 
     def _rule(self, value: Value, where: str) -> Rule | None:
         if isinstance(value, LMap) and isinstance(value.entries.get("id"), LScalar):

@@ -104,6 +104,7 @@ class Prepared:
                 o.citation,
                 o.citations,
                 o.timing,
+                o.deadline,
             )
             for o in doc.obligations
         }

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 # Answers cite clauses with the document's own frozen Citation: an answer's citation is the clause the
 # document names, with nothing added, so a second type of the same shape would only be copied into.
-from liandong.document.model import Citation, Timing
+from liandong.document.model import Citation, Deadline, Timing
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class ObligationResult:
     citation: Citation
     citations: tuple[Citation, ...] = ()
     timing: Timing = Timing.NONE
+    deadline: Deadline = field(default_factory=Deadline)
 
 
 @dataclass(frozen=True)

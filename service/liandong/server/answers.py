@@ -27,7 +27,7 @@ from liandong.engine.result import (
     UnitResult,
 )
 from liandong.v1 import liandong_pb2 as pb
-from liandong.wire import TIMING
+from liandong.wire import TIMING, deadline_to_proto
 
 _FIELDS = pb.Determination.DESCRIPTOR.fields_by_name
 
@@ -111,8 +111,13 @@ def _condition(t: ConditionTrace) -> pb.Condition:
 
 
 def _after_who(o: ObligationResult) -> pb.Obligation:
-    """The fields of an obligation numbered after `who` (within, citation, citations, timing)."""
-    msg = pb.Obligation(citation=citation(o.citation), citations=citations(o.citations), timing=TIMING[o.timing])
+    """The fields of an obligation numbered after `who` (within, citation, citations, timing, deadline)."""
+    msg = pb.Obligation(
+        citation=citation(o.citation),
+        citations=citations(o.citations),
+        timing=TIMING[o.timing],
+        deadline=deadline_to_proto(o.deadline, o.within_text),
+    )
     if o.within_seconds is not None:
         msg.within.FromSeconds(o.within_seconds)
     return msg
@@ -162,7 +167,7 @@ class AnswerCodec:
         self.assumed = {name: assumed_input(a) for name, a in prepared.defaults}
         self._assumed_wire = {name: _wire(assumed=[m]) for name, m in self.assumed.items()}
         # Obligations owed by every participating (member) unit name a different set of units per
-        # answer: their encoding is written around the answer's units (fields 1-2, then 3, then 4-7).
+        # answer: their encoding is written around the answer's units (fields 1-2, then 3, then 4-8).
         self._by_participants = frozenset(o.id for o in doc.obligations if o.by_participants or o.by_members)
         self._obligation_wire = {
             i: _wire(obligations=[self._obligation(o)])

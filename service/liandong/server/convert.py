@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from liandong.document.model import InputSpec, RuleSetDocument
+from liandong.document.model import START_EVENTS, InputSpec, Obligation, RuleSetDocument
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import Incident
 from liandong.errors import LiandongError
@@ -12,7 +12,7 @@ from liandong.rulebook import RuleBook
 from liandong.server import bounds
 from liandong.server.answers import citation, citations, scalar_value, unit
 from liandong.v1 import liandong_pb2 as pb
-from liandong.wire import value_from_proto
+from liandong.wire import TIMING, deadline_to_proto, value_from_proto
 
 
 def incident_from_proto(msg: pb.Incident) -> Incident:
@@ -42,7 +42,24 @@ def version_info(c: CompiledRuleSet, active: bool) -> pb.VersionInfo:
         source_plan=d.source.plan,
         source_location=d.source.location,
         boundary=d.boundary.value,
+        start_events=[e for e in START_EVENTS if any(o.deadline.start == e for o in d.obligations)],
     )
+
+
+def _obligation(o: Obligation, names: dict[str, str]) -> pb.Obligation:
+    """A catalogue obligation with its clock (GetRuleSet): what a caller needs to show its deadline."""
+    msg = pb.Obligation(
+        id=o.id,
+        text=o.text,
+        who=[pb.UnitRef(id=w, name=names[w]) for w in o.who],
+        citation=citation(o.citation),
+        citations=citations(o.citations),
+        timing=TIMING[o.timing],
+        deadline=deadline_to_proto(o.deadline, o.within_text),
+    )
+    if o.within_seconds is not None:
+        msg.within.FromSeconds(o.within_seconds)
+    return msg
 
 
 def _input(spec: InputSpec) -> pb.Input:
@@ -105,6 +122,7 @@ def ruleset_to_proto(c: CompiledRuleSet, versions: list[pb.VersionInfo], active:
             for c in d.checks
         ],
         empty_report_meaningful=d.empty_report_meaningful,
+        obligations=[_obligation(o, names) for o in d.obligations],
     )
 
 

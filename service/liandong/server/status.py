@@ -10,6 +10,7 @@ from grpc_status import rpc_status
 
 from liandong.errors import (
     AmbiguousIncidentType,
+    DeadlineUnknown,
     EngineFailure,
     InvalidIncident,
     LiandongError,
@@ -25,6 +26,7 @@ STATUS_TABLE: tuple[tuple[type[LiandongError], grpc.StatusCode], ...] = (
     (RuleSetNotFound, grpc.StatusCode.NOT_FOUND),
     (AmbiguousIncidentType, grpc.StatusCode.FAILED_PRECONDITION),
     (EngineFailure, grpc.StatusCode.INTERNAL),
+    (DeadlineUnknown, grpc.StatusCode.OUT_OF_RANGE),
     (RuleDocumentError, grpc.StatusCode.FAILED_PRECONDITION),
     (LiandongError, grpc.StatusCode.INTERNAL),
 )
