@@ -9,13 +9,18 @@ from pathlib import Path
 from liandong.document.load import FIXTURE_SUFFIX, display_path, document_paths
 from liandong.document.shapes import ShapeReader
 from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_file, read_yaml
+from liandong.engine import deadlines
 from liandong.engine.result import Determination, Incident
-from liandong.errors import EvaluationError, Problem, RuleDocumentInvalid
+from liandong.errors import DeadlineUnknown, EvaluationError, Problem, RuleDocumentInvalid
 from liandong.rulebook import RuleBook
+from liandong.suggest import closest
 
 LIST_KEYS = ("units", "groups", "obligations", "matched_rules", "assumed")
 SCALAR_KEYS = ("applies", "level", "command_tier", "lead", "commanders")
-WANT_KEYS = SCALAR_KEYS + LIST_KEYS + tuple(f"{k}_{s}" for k in LIST_KEYS for s in ("include", "exclude"))
+MAP_KEYS = ("deadlines",)  # obligation id -> its deadline in words (Deadline.wording)
+WANT_KEYS = SCALAR_KEYS + LIST_KEYS + tuple(f"{k}_{s}" for k in LIST_KEYS for s in ("include", "exclude")) + MAP_KEYS
+CLOCK_KEYS = ("starts", "due", "next", "in_time")
+UNKNOWN_DUE = "unknown"  # a `clocks.due` value: the due time is past the official calendar
 ERROR_CODES = ("invalid_incident", "unknown_incident_type")
 
 
@@ -26,6 +31,8 @@ class Case:
     want: dict[str, object]
     want_error_code: str
     line: int
+    # Due times of the answer's obligations from given start moments (rules/README.md, "Fixtures").
+    clocks: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def load_fixtures(path: Path) -> FixtureFile:
 
 
 def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -> Case | None:
-    m = p.mapping(item, "case", ("note", "incident", "want", "want_error_code"), ("note", "incident"))
+    m = p.mapping(item, "case", ("note", "incident", "want", "want_error_code", "clocks"), ("note", "incident"))
     if m is None:
         return None
     note = p.text(m.entries.get("note"), "case note")
@@ -129,7 +136,99 @@ def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -
         type=itype, facts=facts, id=str(plain(inc.entries["id"])) if "id" in inc.entries else note, occurred_at=occurred
     )
     wanted = {k: plain(v) for k, v in want.entries.items()} if want is not None else {}
-    return Case(note, incident, wanted, code or "", m.line)
+    clocks = _clocks(p, m.entries["clocks"], where) if "clocks" in m.entries else {}
+    return Case(note, incident, wanted, code or "", m.line, clocks)
+
+
+def _moment(text: object) -> dt.datetime | None:
+    """A moment with its offset (2026-09-30T15:00:00+08:00); None for anything else, naive times included."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
+def _clocks(p: ShapeReader, value: LMap | LList | LScalar, where: str) -> dict[str, object]:
+    """`clocks`: start moments, and the due times (or in-time verdicts) wanted of the answer's obligations."""
+    m = p.mapping(value, f"{where} clocks", CLOCK_KEYS, ("starts",))
+    if m is None:
+        return {}
+    out = {k: plain(v) for k, v in m.entries.items()}
+    starts = out.get("starts")
+    if not isinstance(starts, dict) or not starts:
+        p.problem(m, f"{where} clocks.starts must map start events to moments", key="clocks.starts")
+        return {}
+    for event, at in starts.items():
+        if event not in deadlines.START_EVENTS:
+            p.problem(
+                m.entries["starts"],
+                f"{where} clocks.starts '{event}' is not one of {', '.join(deadlines.START_EVENTS)}",
+                key="clocks.starts",
+                suggestion=closest(str(event), deadlines.START_EVENTS),
+            )
+        if _moment(at) is None:
+            p.problem(m.entries["starts"], f"{where} clocks.starts.{event} needs a time with its offset", key="starts")
+    for key in ("due", "next", "in_time"):
+        if key in out and not isinstance(out[key], dict):
+            p.problem(m.entries[key], f"{where} clocks.{key} must map obligation ids", key=f"clocks.{key}")
+    return out
+
+
+def _clock_failures(det: Determination, clocks: dict[str, object]) -> list[str]:
+    """Every way the answer's obligations fall due other than the case wants, one line each."""
+    raw_starts = clocks.get("starts")
+    assert isinstance(raw_starts, dict)
+    starts = {str(e): m for e, at in raw_starts.items() if (m := _moment(at)) is not None}
+    obligations = {o.id: o for o in det.obligations}
+    failures: list[str] = []
+
+    def first(oid: str) -> tuple[dt.datetime | None | str, str]:
+        o = obligations.get(oid)
+        if o is None:
+            return None, f"clocks: obligation '{oid}' is not in the answer"
+        try:
+            return deadlines.first_due(o, starts), ""
+        except DeadlineUnknown:
+            return UNKNOWN_DUE, ""
+
+    for section in ("due", "next", "in_time"):
+        wanted = clocks.get(section) or {}
+        assert isinstance(wanted, dict)
+        for oid, expected in wanted.items():
+            got, missing = first(str(oid))
+            if missing:
+                failures.append(missing)
+                continue
+            if section == "due":
+                want = expected if expected in (None, UNKNOWN_DUE) else _moment(expected)
+                if got != want:
+                    failures.append(f"clocks.due.{oid}: want {expected}, got {_show(got)}")
+            elif section == "next":
+                series: list[str] = []
+                current = got if isinstance(got, dt.datetime) else None
+                wanted_list = expected if isinstance(expected, list) else [expected]
+                while current is not None and len(series) < len(wanted_list):
+                    current = deadlines.next_due(obligations[str(oid)], current)
+                    if current is not None:
+                        series.append(_show(current))
+                if [_moment(w) for w in wanted_list] != [_moment(x) for x in series]:
+                    failures.append(f"clocks.next.{oid}: want {wanted_list}, got {series}")
+            else:
+                if not isinstance(got, dt.datetime) or not isinstance(expected, dict):
+                    failures.append(f"clocks.in_time.{oid}: no due time to meet (got {_show(got)})")
+                    continue
+                for at, verdict in expected.items():
+                    moment = _moment(at)
+                    if moment is None or deadlines.in_time(obligations[str(oid)], got, moment) is not verdict:
+                        failures.append(f"clocks.in_time.{oid}: at {at} want {verdict} (due {_show(got)})")
+    return failures
+
+
+def _show(value: object) -> str:
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
 
 
 def _got(det: Determination) -> dict[str, object]:
@@ -144,6 +243,7 @@ def _got(det: Determination) -> dict[str, object]:
         "obligations": [o.id for o in det.obligations],
         "matched_rules": [r.id for r in det.matched_rules],
         "assumed": [a.input for a in det.assumed],
+        "deadlines": {o.id: o.deadline.wording for o in det.obligations},
     }
 
 
@@ -168,6 +268,12 @@ def compare(want: dict[str, object], det: Determination) -> list[str]:
                 extra = [x for x in have if x not in wanted]
                 if extra:
                     failures.append(f"{base}: unexpected {extra}")
+        elif base in MAP_KEYS:
+            have_map = got[base]
+            assert isinstance(have_map, dict)
+            for oid, words in expected.items() if isinstance(expected, dict) else ():
+                if have_map.get(oid) != words:
+                    failures.append(f"{base}.{oid}: want {words!r}, got {have_map.get(oid)!r}")
         elif got[key] != expected:
             failures.append(f"{key}: want {expected!r}, got {got[key]!r}")
     return failures
@@ -189,7 +295,7 @@ def run_case(book: RuleBook, fixture: FixtureFile, case: Case) -> CaseResult:
         return result(
             f"want error {case.want_error_code}, got an answer (level {det.level.code if det.level else None})"
         )
-    return result(*compare(case.want, det))
+    return result(*compare(case.want, det), *(_clock_failures(det, case.clocks) if case.clocks else ()))
 
 
 def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:

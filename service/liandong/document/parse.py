@@ -58,7 +58,7 @@ MEMBERS = "members"  # obligation `who` meaning every participating unit that is
 AT_ONCE = "at_once"  # obligation `within` for 立即 / 第一时间 / 零时间
 PROMPTLY = "promptly"  # obligation `within` for 及时 / 迅速: no number
 SAME_DAY = "same_day"  # obligation `within` for 当天
-EVERY_DAY = "day"  # obligation `every` for 每日 (with `by`)
+EVERY_DAY = "day"  # obligation `every` for 每日 (with `by`, or with no time)
 CONTINUING = "continuing"  # obligation `every` for 续报 with no interval (随后报送, 连续完整报告)
 RESERVED_INPUTS = frozenset({"sid", "id"})  # durable-rules keys every fact by these
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
@@ -538,12 +538,15 @@ class Parser(ShapeReader):
             at = e["every"]
             raw_every = self.text(at, f"{where}.every")
             if raw_every == EVERY_DAY:
-                if kind is DeadlineKind.TIME_OF_DAY:
+                # 每日8:00点前 (`by`) falls due each day; 每日汇总后报 (no time, or promptly) recurs daily but
+                # never falls due: the plan names no hour, and 24:00 would be a deadline it does not give.
+                if kind in (DeadlineKind.TIME_OF_DAY, DeadlineKind.NONE, DeadlineKind.PROMPTLY):
                     repeat = Repeat.DAILY
                 else:
                     self.problem(
                         at,
-                        f"{where}.every: {EVERY_DAY} needs `by`, the time of day each report is due (每日8:00点前)",
+                        f"{where}.every: {EVERY_DAY} takes `by`, the time of day each report is due (每日8:00点前), "
+                        f"or no time at all (每日汇总后报), not `within`",
                         key=f"{where}.every",
                     )
             elif raw_every == CONTINUING:

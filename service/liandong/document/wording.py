@@ -55,7 +55,7 @@ def deadline_wording(d: Deadline) -> str:
     elif d.repeat is Repeat.CONTINUING:
         first += f"{',' if first else ''}随后续报,直至事件结束"
     elif d.repeat is Repeat.DAILY:
-        first += ",直至事件结束"
+        first = f"{first},直至事件结束" if d.kind is DeadlineKind.TIME_OF_DAY else f"每日{first},直至事件结束"
     if not first:
         return ""
     return START_WORDS.get(d.start, "") + first

@@ -117,7 +117,7 @@ def next_due(obligation: ObligationResult, previous: dt.datetime) -> dt.datetime
     d = obligation.deadline
     if d.repeat is Repeat.INTERVAL:
         return previous + dt.timedelta(seconds=d.every_seconds)
-    if d.repeat is Repeat.DAILY:
+    if d.repeat is Repeat.DAILY and d.time_of_day:
         return _next_time_of_day(previous, d.time_of_day)
     return None
 
