@@ -39,7 +39,9 @@ KEYWORDS |= {"inf", "nan"}
 def promtool_or_skip() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool is not installed (Debian package `prometheus`; tests/reliability/setup_tools.sh installs it)")
+        pytest.skip(
+            "promtool is not installed (Debian package `prometheus`; tests/reliability/setup_tools.sh installs it)"
+        )
     return path
 
 
