@@ -73,6 +73,22 @@ def test_generation_follows_the_rules_directory(tmp_path: Path) -> None:
     assert {"key": "new-set__2025.1.yaml", "path": "new-set/2025.1.yaml"} in items
 
 
+def test_every_bundled_document_is_mounted_by_the_committed_files() -> None:
+    """Without kustomize: each file the service reads from rules/ is a key of rules/kustomization.yml read from that file, and a volume item puts that key at the same path."""
+    kustomization = yaml.safe_load((ROOT / "rules" / "kustomization.yml").read_text(encoding="utf-8"))
+    generator = kustomization["configMapGenerator"][0]
+    keys = dict(entry.split("=", 1) for entry in generator["files"])
+    patch = yaml.safe_load((DEPLOY / "rules-volume.yaml").read_text(encoding="utf-8"))
+    volume = patch["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["name"] == "rules" and volume["configMap"]["name"] == generator["name"] == "liandong-rules"
+    mounted = {item["path"]: keys[item["key"]] for item in volume["configMap"]["items"]}
+    assert all(path == source for path, source in mounted.items())  # mounted where it lies in rules/
+    bundled = loaded_rule_files(ROOT / "rules")
+    assert bundled and set(mounted) == bundled == set(keys.values())
+    deploy = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert "../rules" in deploy["resources"] and {"path": "rules-volume.yaml"} in deploy["patches"]
+
+
 def render() -> list[dict[str, object]]:
     kubectl = shutil.which("kubectl")
     kustomize = shutil.which("kustomize")

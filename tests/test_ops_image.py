@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -62,8 +61,12 @@ def test_the_images_install_steps_install_and_serve(tmp_path: Path) -> None:
         )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    # The builder's Python: this venv's (it has a compiler at hand, and the engine wheel cached by `make venv`).
-    builder_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # The builder: a fresh venv of this interpreter (the image's is a bare python:slim). Its compiler
+    # step is the machine's own gcc; the engine wheel comes from the set-up's cache, same ABI and patch.
+    builder_venv = tmp_path / "builder-venv"
+    venv.create(builder_venv, with_pip=True)
+    builder_env = {**os.environ, "PATH": f"{builder_venv / 'bin'}:{os.environ['PATH']}"}
+    builder_env.pop("VIRTUAL_ENV", None)
     for command in builder:
         if command.startswith("apt-get"):
             continue  # the compiler: this machine has one (the engine wheel is taken from the set-up's cache)

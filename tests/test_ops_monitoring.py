@@ -119,6 +119,11 @@ def test_dashboard_and_rules_name_only_exported_metrics(exported: set[str]) -> N
         for name in metric_names(expr)
         if name not in exported | PROMETHEUS_OWN | recorded
     }
+    board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":  # Grafana's label_values(metric, label), not PromQL
+            metric = re.fullmatch(r"label_values\((\w+), *\w+\)", variable["query"]["query"])
+            assert metric is not None and metric.group(1) in exported, variable
     assert not unknown, f"not exported by the service: {sorted(unknown)}"
     # the dashboard stands alone: it needs no recording rule installed
     assert not {n for _, e in dashboard_expressions() for n in metric_names(e)} & recorded

@@ -10,8 +10,16 @@ import platform
 from collections.abc import Callable, Iterator
 from importlib import metadata
 
-from prometheus_client import GC_COLLECTOR, CollectorRegistry, Counter, Gauge, GCCollector, Histogram
-from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
