@@ -174,15 +174,15 @@ def test_reload_script_reloads_through_a_shell_builtin(tmp_path: Path) -> None:
     fake.mkdir()
     calls = tmp_path / "calls"
     (fake / "kubectl").write_text(
-        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\ncase "$*" in *"get pods"*) echo "liandong-a liandong-b" ;; esac\n',
+        f'#!/bin/sh\n{{ printf "[%s]" "$@"; echo; }} >> {calls}\ncase "$*" in *"get pods"*) echo "liandong-a liandong-b" ;; esac\n',
         encoding="utf-8",
     )
     (fake / "kubectl").chmod(0o755)
     env = {"PATH": f"{fake}:/usr/bin:/bin"}
     run = subprocess.run(["sh", str(DEPLOY / "reload.sh"), "ops"], capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0, run.stderr
-    execs = [line for line in calls.read_text().splitlines() if " exec " in line]
-    assert execs == [f"-n ops exec liandong-{p} -c liandong -- sh -c kill -HUP 1" for p in "ab"]
+    execs = [line for line in calls.read_text().splitlines() if "[exec]" in line]
+    assert execs == [f"[-n][ops][exec][liandong-{p}][-c][liandong][--][sh][-c][kill -HUP 1]" for p in "ab"]
 
     rules = tmp_path / "rules"
     copy_bundled(rules, "fire-linkage")

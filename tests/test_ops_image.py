@@ -78,6 +78,8 @@ def test_the_images_install_steps_install_and_serve(tmp_path: Path) -> None:
     built = {w.name.split("-")[0].lower() for w in wheels.glob("*.whl")}
     assert {"liandong", "durable_rules", "grpcio", "protobuf", "prometheus_client", "structlog"} <= built
     assert not list(wheels.glob("*.tar.gz")), "the runtime stage cannot build an sdist"
+    engines = [w.name for w in wheels.glob("durable_rules-*.whl")]
+    assert len(engines) == 1 and "+liandong" in engines[0], f"the patched engine, not PyPI's sdist: {engines}"
 
     fresh = tmp_path / "image-venv"
     venv.create(fresh, with_pip=True)
@@ -87,6 +89,18 @@ def test_the_images_install_steps_install_and_serve(tmp_path: Path) -> None:
         ["sh", "-c", command], cwd=tmp_path, env=runtime_env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    version = subprocess.run(
+        [
+            str(fresh / "bin" / "python"),
+            "-c",
+            "from importlib.metadata import version; print(version('durable-rules'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=runtime_env,
+    )
+    assert "+liandong" in version.stdout, version.stdout + version.stderr
 
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
