@@ -11,7 +11,7 @@ ENGINE := tools/engine_wheel.py tools/durable-rules-2.0.28.patch
 PROTOS := $(wildcard proto/liandong/v1/*.proto)
 GENERATED := $(PROTOS:proto/%.proto=service/%_pb2.py)
 
-.PHONY: run example test venv proto docs validate rules-test typecheck clean bench FORCE
+.PHONY: run example test venv proto docs validate rules-test typecheck clean bench deploy-files FORCE
 
 # The interpreter is picked on every run. The file naming it is rewritten only when it changes, and
 # then the venv is made again from scratch: a venv cannot change its interpreter in place.
@@ -58,6 +58,7 @@ test: venv
 	$(BIN)/lint-imports  # the layer contract in pyproject.toml
 	$(BIN)/python -m mypy
 	@bash tests/reliability/setup_tools.sh  # npm packages and prometheus for the client tests; never fails
+	$(BIN)/python tools/deploy_files.py --check
 	$(BIN)/python -m pytest
 	@echo "make test: passed on $$(cat $(INTERPRETER))"
 
@@ -70,6 +71,11 @@ docs: venv
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_run.py --out bench-out $(BENCH_ARGS)
+
+# The deploy files made from others (rules ConfigMap and volume items from rules/, the PrometheusRule
+# from deploy/prometheus/liandong-rules.yml): run after adding a rule file; `make test` checks them.
+deploy-files: $(STAMP)
+	$(BIN)/python tools/deploy_files.py
 
 validate: $(STAMP)
 	$(BIN)/liandong rules validate rules

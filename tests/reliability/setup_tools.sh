@@ -38,5 +38,8 @@ else
     say "apt-get install prometheus failed: the Prometheus tests will be skipped"
   fi
   if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  # Should a system service have started anyway (a policy-rc.d that allows it), stop it: the tests
+  # run their own server, with their own config, on a port of their own on 127.0.0.1.
+  if command -v service >/dev/null 2>&1; then service prometheus stop >/dev/null 2>&1 || true; fi
 fi
 exit 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from google.rpc import status_pb2
 
 from liandong.engine.runtime import DurableRuntime
@@ -31,6 +32,7 @@ from support.rules import copy_bundled
 from support.servers import LOOPBACK, running
 
 HERE = Path(__file__).resolve().parent
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "liandong-rules.yml"
 
 NODE_DIR = HERE / "node"
 GOOGLE_PROTOS = Path(status_pb2.__file__).resolve().parents[2]  # site-packages: google/rpc/*.proto
@@ -139,13 +141,14 @@ def value(port: int, expression: str) -> float | None:
 
 
 def test_prometheus_scrapes_the_service_and_answers_queries(fire_server: Service, tmp_path: Path) -> None:
-    """A real Prometheus server scrapes /metrics, and queries over the scraped series give the calls that were made."""
+    """A real Prometheus server scrapes /metrics with the shipped rules loaded: queries give the calls made, a rate and a p99, the rules load and none fires."""
     prometheus = tool_or_skip("prometheus")
     make_traffic(fire_server, answered=7, refused=2)
     web_port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{ALERT_RULES}']\n"
         "scrape_configs:\n"
         f"  - job_name: liandong\n    static_configs: [{{targets: ['{LOOPBACK}:{fire_server.metrics_port}']}}]\n",
         encoding="utf-8",
@@ -180,6 +183,17 @@ def test_prometheus_scrapes_the_service_and_answers_queries(fire_server: Service
                 web_port,
                 'histogram_quantile(0.5, sum by (le) (liandong_evaluation_duration_seconds_bucket{ruleset="fire-linkage"}))',
             )
+            # Traffic while Prometheus scrapes, so that rates over the last minute are above 0.
+            make_traffic(fire_server, answered=5, refused=0)
+            rate = 'sum(rate(liandong_decisions_total{job="liandong"}[1m]))'
+            rated = wait_until(lambda: (value(web_port, rate) or 0) > 0, 60, interval=0.5)
+            p99 = value(
+                web_port,
+                'histogram_quantile(0.99, sum by (le) (rate(liandong_rpc_duration_seconds_bucket{method="Determine"}[1m])))',
+            )
+            recorded = wait_until(lambda: query(web_port, "liandong:rpc_requests:rate5m") != [], 30, interval=0.5)
+            loaded = loaded_rules(web_port)
+            firing = query(web_port, 'ALERTS{alertstate="firing"}')
         finally:
             proc.kill()
             proc.wait(timeout=30)
@@ -188,3 +202,19 @@ def test_prometheus_scrapes_the_service_and_answers_queries(fire_server: Service
     assert up == 1 and refused == 2
     assert [(r["metric"]["ruleset"], r["metric"]["version"]) for r in active] == [("fire-linkage", "2024.1")]  # type: ignore[index]
     assert latency is not None and 0 < latency < 1
+    assert rated and p99 is not None and 0 < p99 <= 1
+    assert recorded  # a recording rule of deploy/prometheus/liandong-rules.yml evaluated over the scraped series
+    assert loaded == shipped_rules()
+    assert firing == []  # a healthy service fires none of them
+
+
+def loaded_rules(port: int) -> dict[str, list[str]]:
+    """The rule groups a Prometheus server has loaded, with their rules' names, from its HTTP API."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/api/v1/rules", timeout=5) as response:
+        body = json.loads(response.read())
+    return {g["name"]: [r["name"] for r in g["rules"]] for g in body["data"]["groups"]}
+
+
+def shipped_rules() -> dict[str, list[str]]:
+    groups = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))["groups"]
+    return {g["name"]: [r.get("alert") or r["record"] for r in g["rules"]] for g in groups}

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import grpc
 
+from liandong.server.metrics import BUILD_INFO, PROCESS_START_TIME, WORKER_RESTARTS
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from support.messages import request
-from support.metrics import scrape
+from support.metrics import samples, scrape
 from support.processes import Serve, free_port, wait_until
 from support.rules import copy_demo
 from support.servers import LOOPBACK
@@ -90,6 +91,11 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
         metrics = scrape(metrics_port)
         assert "liandong_workers 2.0" in metrics
         assert 'worker="0"' in metrics and 'worker="1"' in metrics
+        # Each worker's own process and build series, labelled by worker (the standard collectors are on each registry).
+        page = samples(metrics)
+        started = {dict(labels).get("worker"): v for (name, labels), v in page.items() if name == PROCESS_START_TIME}
+        assert sorted(started) == ["0", "1"] and all(v > 0 for v in started.values())
+        assert sorted(dict(labels)["worker"] for (name, labels) in page if name == BUILD_INFO) == ["0", "1"]
         loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
         for t in loaders:
             t.start()
@@ -105,6 +111,7 @@ def test_a_crashed_worker_is_replaced_and_the_port_keeps_answering(tmp_path: Pat
             int(str(e["pid"])) for e in ready() if int(str(e["worker"])) == 0 and int(str(e["pid"])) != victim
         )
         worker_pids.add(replacement)
+        assert samples(scrape(metrics_port)).get((WORKER_RESTARTS + "_total", frozenset())) == 1
         # The replacement answers too: some fresh connection lands on it (each decision logs its worker).
         assert wait_until(lambda: replacement_decisions(server.events(), replacement) > 0, BOUND), dict(codes)
         stop.set()

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.admin import AdminServicer
 from liandong.server.config import Config
-from liandong.server.metrics import ActiveVersionCollector, Metrics
+from liandong.server.metrics import ActiveVersionCollector, Metrics, RulesDirectoryCollector, add_process_collectors
 from liandong.server.reload import RulesState, SignalReloads, Watcher
 from liandong.server.servicer import ResponseServicer, register
 from liandong.tls import TLSError, server_credentials
@@ -46,6 +46,8 @@ class Service:
             config.rules_dir, runtime or DurableRuntime(), self.metrics, config.run_fixtures_on_reload
         )
         self.registry.register(ActiveVersionCollector(self.state.active_versions))
+        self.registry.register(RulesDirectoryCollector(self.state.directory_status))
+        add_process_collectors(self.registry)
         self.health = health.HealthServicer()
         self.port = 0
         self.metrics_port = 0

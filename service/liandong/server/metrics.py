@@ -6,9 +6,20 @@ rule ids come only from loaded documents, never from what a caller sends.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -25,6 +36,17 @@ SERVING = "liandong_serving"
 WORKERS = "liandong_workers"
 WORKER_RESTARTS = "liandong_worker_restarts"  # _total is added by the client library
 ADMIN_DENIED = "liandong_admin_denied"
+BUILD_INFO = "liandong_build_info"
+# Whether the rules directory holds what serves, worked out at scrape time (reload.py): the alert
+# "files changed but no successful reload for too long" needs both.
+RULES_DIRECTORY_UNAPPLIED = "liandong_rules_directory_unapplied"
+RULES_DIRECTORY_CHANGED = "liandong_rules_directory_changed_timestamp_seconds"
+# What the standard collectors export (prometheus_client names them; listed here for the rules and tests).
+PROCESS_CPU = "process_cpu_seconds_total"
+PROCESS_RESIDENT_MEMORY = "process_resident_memory_bytes"
+PROCESS_START_TIME = "process_start_time_seconds"
+PYTHON_INFO = "python_info"
+PYTHON_GC_COLLECTIONS = "python_gc_collections_total"
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -70,6 +92,59 @@ class Metrics:
             "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited",
             ["reason"],
             registry=registry,
+        )
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_labels() -> dict[str, str]:
+    """What this process runs: Liandong's version and those of the parts an answer depends on."""
+    from liandong import __version__
+
+    return {
+        "version": __version__,
+        "durable_rules": _version("durable-rules"),
+        "grpcio": _version("grpcio"),
+        "python": platform.python_version(),
+    }
+
+
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    """process_*, python_* and liandong_build_info on the service's own registry (the default
+    registry has the first two, but the service never uses the default one)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    if GC_COLLECTOR is not None:  # absent on interpreters without gc.get_stats()
+        GCCollector(registry=registry)
+    labels = build_labels()
+    Gauge(BUILD_INFO, "Versions this process runs (value 1)", list(labels), registry=registry).labels(**labels).set(1)
+
+
+DirectoryStatus = Callable[[], tuple[bool, float]]
+
+
+class RulesDirectoryCollector(Collector):
+    """Whether the rules directory now differs from the rules serving, and since when it holds what it holds."""
+
+    def __init__(self, status: DirectoryStatus) -> None:
+        self._status = status  # -> (unapplied, unix time the directory was last seen to change)
+
+    def collect(self) -> Iterator[Metric]:
+        unapplied, changed_at = self._status()
+        yield GaugeMetricFamily(
+            RULES_DIRECTORY_UNAPPLIED,
+            "1 while the rules directory's content differs from the rules serving (changed, not yet reloaded, or failed)",
+            value=1 if unapplied else 0,
+        )
+        yield GaugeMetricFamily(
+            RULES_DIRECTORY_CHANGED,
+            "Unix time this process first saw the rules directory hold its current content",
+            value=changed_at,
         )
 
 

@@ -102,6 +102,10 @@ class RulesState:
         self.last: ReloadOutcome | None = None
         self.last_success_at: dt.datetime | None = None
         self._serving_fingerprint: Fingerprint | None = None  # the directory as it was when the serving book was read
+        # The directory as last seen (by a reload or a scrape) and when it was first seen so: metrics only.
+        self._seen_lock = threading.Lock()
+        self._seen_fingerprint: Fingerprint | None = None
+        self._seen_changed_at = clock().timestamp()
 
     @property
     def serving(self) -> Serving | None:
@@ -135,7 +139,23 @@ class RulesState:
                 return None
             return self._reload(trigger, seen)
 
+    def _note_seen(self, seen: Fingerprint) -> float:
+        """Remember the directory's content; the Unix time it was first seen holding it."""
+        with self._seen_lock:
+            if seen != self._seen_fingerprint:
+                self._seen_fingerprint, self._seen_changed_at = seen, self._clock().timestamp()
+            return self._seen_changed_at
+
+    def directory_status(self) -> tuple[bool, float]:
+        """For the metrics, at scrape time: whether the directory's content differs from the rules
+        serving (none serving counts as differing), and since when it holds that content. By content,
+        as reloads decide, so an edit that keeps sizes and times is still seen."""
+        seen = fingerprint(self.rules_dir)
+        changed_at = self._note_seen(seen)
+        return seen != self._serving_fingerprint, changed_at
+
     def _reload(self, trigger: str, seen: Fingerprint) -> ReloadOutcome:
+        self._note_seen(seen)
         started = self._clock()
         errors: list[str] = []
         passed = failed = 0
