@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from liandong.document.load import load_document, parse_document
-from liandong.document.model import DeadlineKind, Timing
+from liandong.document.load import load_document
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import RuleDocumentInvalid
 from liandong.fixtures import load_fixtures, run_fixture_file
 from liandong.rulebook import RuleBook
-from support.data import BUNDLED
 
 DOCUMENT = """ruleset: clocks
 version: "1"
@@ -94,30 +91,3 @@ def test_fixture_clocks_refuse_unknown_events_and_naive_times(rules: Path) -> No
     assert any("'complaint_recieved' is not one of" in m for m in messages), messages
     assert any("needs a time with its offset" in m for m in messages), messages
     assert caught.value.problems[0].suggestion == "complaint_received"
-
-
-AT_ONCE_WORDS = ("立即", "第一时间", "零时间", "即发即报")
-PROMPTLY_WORDS = ("及时", "迅速", "随时")
-# A number the plan gives (20分钟内, 1小时内, 半小时内, 5日内, 10个工作日内, 8:00点前, 当天).
-NUMBER = re.compile(r"(\d+|半)(分钟|小时|日|个工作日)内|\d+:\d\d点?前|当天")
-
-
-def _bundled() -> list[Path]:
-    return sorted(p for p in BUNDLED.glob("*/*.yaml") if not p.name.endswith(".fixtures.yaml"))
-
-
-@pytest.mark.parametrize("path", _bundled(), ids=lambda p: p.parent.name)
-def test_bundled_documents_word_time_alike(path: Path) -> None:
-    """In every bundled document an obligation whose words say 立即/第一时间/零时间/即发即报 is due at once, one that
-    says only 及时/迅速/随时 is promptly, and one that gives a number has a deadline, never the other way round."""
-    doc = parse_document(path.read_bytes(), str(path))
-    for o in doc.obligations:
-        words = o.text
-        if NUMBER.search(words):
-            assert o.deadline.kind not in (DeadlineKind.NONE, DeadlineKind.PROMPTLY), o.id
-        elif any(w in words for w in AT_ONCE_WORDS):
-            assert o.timing is Timing.AT_ONCE, o.id
-        elif any(w in words for w in PROMPTLY_WORDS):
-            assert o.timing is Timing.PROMPTLY, o.id
-        else:
-            assert o.timing is Timing.NONE, o.id
