@@ -57,6 +57,12 @@ def cited(citations: Iterable[pb.Citation], one: pb.Citation | None = None) -> s
     return "；".join(f"{c.document} {c.clause}".strip() for c in shown)
 
 
+def basis(citations: Iterable[pb.Citation], one: pb.Citation | None = None) -> str:
+    """ "依据 <clauses>", or nothing when the plan cites no clause for it."""
+    shown = cited(citations, one)
+    return f"依据 {shown}" if shown else ""
+
+
 def value_text(value: Any) -> str:
     """A google.protobuf.Value as text (assumed inputs, evaluated facts)."""
     data = json_format.MessageToDict(value) if hasattr(value, "WhichOneof") else value
@@ -75,7 +81,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(timing=timing, cited=cited, value_text=value_text)
+    env.filters.update(timing=timing, cited=cited, basis=basis, value_text=value_text)
     env.globals["nav"] = NAV
     return env
 
