@@ -198,3 +198,20 @@ def test_stop_closes_the_web_port(runtime: DurableRuntime) -> None:
         assert call(url).status == 200
     with pytest.raises(OSError):
         call(url)
+
+
+def test_json_calls_are_counted_and_decided_like_grpc_calls(runtime: DurableRuntime) -> None:
+    """A JSON call is counted under its RPC's name and code, and an answer counts as a decision, as over gRPC."""
+    from prometheus_client import CollectorRegistry
+
+    from liandong.server.metrics import DECISIONS, RPC_REQUESTS
+    from support.metrics import sample
+
+    registry = CollectorRegistry()
+    with running(BUNDLED, runtime, registry=registry, http=f"{LOOPBACK}:0") as svc:
+        url = base_url(svc) + "/v1/determine"
+        assert call(url, b'{"incident": {"type": "fire", "facts": {"deaths": 3}}}').status == 200
+        assert call(url, b'{"incident": {"type": "fire", "facts": {"deaths": -3}}}').status == 400
+    assert sample(registry, RPC_REQUESTS + "_total", method="Determine", code="OK") == 1
+    assert sample(registry, RPC_REQUESTS + "_total", method="Determine", code="INVALID_ARGUMENT") == 1
+    assert sample(registry, DECISIONS + "_total", ruleset="fire-linkage", version="2024.1", level="III") == 1
