@@ -59,6 +59,7 @@ test: venv
 	$(BIN)/python -m mypy
 	@bash tests/reliability/setup_tools.sh  # npm packages and prometheus for the client tests; never fails
 	$(BIN)/python tools/deploy_files.py --check
+	@bash tools/browser.sh  # headless Chromium and a Chinese font for the browser tests; never fails
 	$(BIN)/python -m pytest
 	@echo "make test: passed on $$(cat $(INTERPRETER))"
 

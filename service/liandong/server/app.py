@@ -22,6 +22,7 @@ from liandong.server.config import Config
 from liandong.server.metrics import ActiveVersionCollector, Metrics, RulesDirectoryCollector, add_process_collectors
 from liandong.server.reload import RulesState, SignalReloads, Watcher
 from liandong.server.servicer import ResponseServicer, register
+from liandong.server.web.serve import WebServer
 from liandong.tls import TLSError, server_credentials
 from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2
 
@@ -51,7 +52,9 @@ class Service:
         self.health = health.HealthServicer()
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
         self._server: grpc.Server | None = None
+        self._web: WebServer | None = None
         self._metrics_httpd: Any = None
         self._stopping = threading.Event()
         self._watcher: Watcher | None = None
@@ -120,11 +123,21 @@ class Service:
             raise StartupError(f"cannot listen on {c.listen}: {exc}") from exc
         self._server = server
         server.start()
+        if c.http:  # the pages and the JSON door call the same servicer, on the same rules
+            web = WebServer(c, servicer)
+            try:
+                web.start()
+            except (OSError, RuntimeError) as exc:
+                self.stop(0)
+                raise StartupError(f"cannot serve HTTP on {c.http}: {getattr(exc, 'strerror', None) or exc}") from None
+            self._web = web
+            self.http_port = web.port
         log.info(
             "listening",
             address=c.listen,
             port=self.port,
             metrics_port=self.metrics_port,
+            http_port=self.http_port,
             admin=bool(c.admin_token),
             tls="mutual" if c.tls_client_ca else "on" if credentials else "off",
             config=c.redacted(),
@@ -144,9 +157,15 @@ class Service:
         """Stop taking calls (health NOT_SERVING), let in-flight calls finish within the grace period."""
         self._stopping.set()
         self._set_health(False)
-        if self._server is not None:
-            log.info("draining", grace_seconds=self.config.grace_seconds if grace is None else grace)
-            self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        grace = self.config.grace_seconds if grace is None else grace
+        if self._server is not None or self._web is not None:
+            log.info("draining", grace_seconds=grace)
+        stopped = self._server.stop(grace) if self._server is not None else None
+        if self._web is not None:  # drains while gRPC does
+            self._web.stop(grace)
+            self._web = None
+        if stopped is not None:
+            stopped.wait()
             self._server = None
         self._close_metrics()
         log.info("stopped")

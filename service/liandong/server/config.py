@@ -44,6 +44,7 @@ class Config:
     tls_key: str = ""  # its PEM private key
     tls_client_ca: str = ""  # PEM CA: clients must present a certificate it signed (mutual TLS)
     allow_plaintext: bool = False  # plaintext on an address other than loopback needs this
+    http: str = ""  # the web pages and the /v1 HTTP/JSON door (server/web); empty: not served
 
     def redacted(self) -> dict[str, object]:
         """Settings fit for a log line: the token never appears."""
@@ -74,6 +75,7 @@ HELP = {
     "tls_key": "PEM private key of --tls-cert",
     "tls_client_ca": "PEM CA file: require client certificates it signed (mutual TLS)",
     "allow_plaintext": "allow plaintext gRPC on an address that is not loopback",
+    "http": "serve the web pages and the /v1 HTTP/JSON door on this host:port, e.g. 127.0.0.1:8080 ('' = off); same TLS as gRPC",
 }
 
 
@@ -183,6 +185,13 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         raise ConfigError(
             f"--listen / {env_name('listen')}: '{listen}' is not a loopback address; serve it with --tls-cert and --tls-key, or allow plaintext explicitly with --allow-plaintext / {env_name('allow_plaintext')}"
         )
+    http = _address("http", str(raw.get("http", base.http)), allow_empty=True)
+    if http:
+        http = canonical_address(http)
+        if not tls_cert and not allow_plaintext and not is_loopback(http):
+            raise ConfigError(
+                f"--http / {env_name('http')}: '{http}' is not a loopback address; serve it with --tls-cert and --tls-key, or allow plaintext explicitly with --allow-plaintext / {env_name('allow_plaintext')}"
+            )
     return Config(
         listen=listen,
         metrics_listen=metrics,
@@ -212,4 +221,5 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         allow_plaintext=allow_plaintext,
+        http=http,
     )

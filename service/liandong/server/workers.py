@@ -337,4 +337,7 @@ def supervise(config: Config) -> int:
         # Every worker would get a port of its own; the workers must share one.
         log.error("startup_failed", error="--workers needs a fixed port in --listen, not 0")
         return 1
+    if config.http and config.http.rpartition(":")[2] == "0":
+        log.error("startup_failed", error="--workers needs a fixed port in --http, not 0")
+        return 1
     return Supervisor(config).run()
