@@ -147,7 +147,7 @@ def test_rule_sets_are_the_grpc_messages(web: Service, grpc_stub: pb_grpc.Respon
             assert got == grpc_stub.GetRuleSet(
                 pb.GetRuleSetRequest(ruleset=summary.id, version=info.version), timeout=10
             )
-            assert got.inputs, summary.id
+            assert got.inputs or got.empty_report_meaningful, summary.id  # a plan may condition nothing
 
 
 def test_wrong_method_is_refused(web: Service) -> None:
