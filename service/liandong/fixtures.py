@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from liandong.document.load import FIXTURE_SUFFIX, display_path, document_paths
+from liandong.document.model import RuleSetDocument
 from liandong.document.shapes import ShapeReader
 from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_file, read_yaml
 from liandong.engine.result import Determination, Incident
 from liandong.errors import EvaluationError, Problem, RuleDocumentInvalid
 from liandong.rulebook import RuleBook
+from liandong.suggest import closest
 
 LIST_KEYS = ("units", "groups", "obligations", "matched_rules", "assumed")
 SCALAR_KEYS = ("applies", "level", "command_tier", "lead", "commanders")
@@ -26,6 +28,8 @@ class Case:
     want: dict[str, object]
     want_error_code: str
     line: int
+    # Where each `want` key's value was written (line, column), for errors about ids in it.
+    at: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class FixtureFile:
     ruleset: str
     version: str
     cases: tuple[Case, ...]
+    # Malformed cases, located: they are left out and every other case still runs.
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,8 @@ def fixture_path(document_path: Path) -> Path:
 
 
 def load_fixtures(path: Path) -> FixtureFile:
-    """Read one fixtures file; RuleDocumentInvalid lists every structural problem."""
+    """Read one fixtures file: the well-formed cases, and a located problem for each malformed one.
+    RuleDocumentInvalid only when the file as a whole cannot be read (YAML syntax, top-level keys)."""
     shown = display_path(path)
     try:
         root = read_yaml(read_file(path, shown), shown)
@@ -69,15 +76,18 @@ def load_fixtures(path: Path) -> FixtureFile:
     if top is not None:
         ruleset = p.text(top.entries.get("ruleset"), "ruleset") or ""
         version = p.text(top.entries.get("version"), "version") or ""
+        if p.problems:  # the file's own keys are wrong: no case can be trusted to the right version
+            raise RuleDocumentInvalid(p.problems)
         for item in p.listing(top.entries.get("cases"), "cases"):
+            before = len(p.problems)
             case = _case(p, item, notes)
-            if case is not None:
+            if case is not None and len(p.problems) == before:
                 cases.append(case)
         if "cases" in top.entries and not cases and not p.problems:
             p.problem(top.entries["cases"], "cases is empty", key="cases")
-    if p.problems:
+    if top is None:
         raise RuleDocumentInvalid(p.problems)
-    return FixtureFile(shown, ruleset, version, tuple(cases))
+    return FixtureFile(shown, ruleset, version, tuple(cases), tuple(p.problems))
 
 
 def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -> Case | None:
@@ -129,7 +139,8 @@ def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -
         type=itype, facts=facts, id=str(plain(inc.entries["id"])) if "id" in inc.entries else note, occurred_at=occurred
     )
     wanted = {k: plain(v) for k, v in want.entries.items()} if want is not None else {}
-    return Case(note, incident, wanted, code or "", m.line)
+    at = {k: (v.line, v.column) for k, v in want.entries.items()} if want is not None else {}
+    return Case(note, incident, wanted, code or "", m.line, at)
 
 
 def _got(det: Determination) -> dict[str, object]:
@@ -192,13 +203,75 @@ def run_case(book: RuleBook, fixture: FixtureFile, case: Case) -> CaseResult:
     return result(*compare(case.want, det))
 
 
-def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
+def check_fixture(doc: RuleSetDocument, fixture: FixtureFile) -> dict[str, list[Problem]]:
+    """Every case's references checked against its document (level codes, unit, group, obligation,
+    rule and input ids, the incident type), located at the value written; keyed by case note."""
+    known: dict[str, set[str]] = {
+        "units": {u.id for u in doc.units},
+        "groups": {g.id for g in doc.groups},
+        "obligations": {o.id for o in doc.obligations},
+        "matched_rules": {r.id for r in doc.rules},
+        "assumed": {i.name for i in doc.inputs},
+    }
+    known["lead"] = known["units"]
+    known["level"] = {lv.code for lv in doc.levels}
+    out: dict[str, list[Problem]] = {}
+    for case in fixture.cases:
+        found: list[Problem] = []
+
+        def bad(
+            key: str, message: str, choices: set[str], wrong: str, case: Case = case, found: list[Problem] = found
+        ) -> None:
+            line, column = case.at.get(key, (case.line, 1))
+            found.append(
+                Problem(
+                    fixture.path,
+                    line,
+                    column,
+                    f"case '{case.note}' {message}",
+                    key=key,
+                    ruleset=fixture.ruleset,
+                    suggestion=closest(wrong, choices),
+                )
+            )
+
+        if case.want_error_code != "unknown_incident_type" and case.incident.type not in doc.incident_types:
+            bad(
+                "type",
+                f"incident type '{case.incident.type}' is not one of {', '.join(doc.incident_types)}",
+                set(doc.incident_types),
+                case.incident.type,
+            )
+        if not case.want_error_code:
+            for name in case.incident.facts:
+                if doc.input(str(name)) is None:
+                    bad("facts", f"sends unknown input '{name}'", known["assumed"], str(name))
+        for key, value in case.want.items():
+            base = key.rpartition("_")[0] if key.endswith(("_include", "_exclude")) else key
+            if base not in known or value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            kind = {"matched_rules": "rule", "assumed": "input", "level": "level code", "lead": "unit"}.get(
+                base, base[:-1]
+            )
+            for v in values:
+                if str(v) not in known[base]:
+                    bad(key, f"want {key} names unknown {kind} '{v}'", known[base], str(v))
+        if found:
+            out[case.note] = found
+    return out
+
+
+def run_fixture_file(book: RuleBook, path: Path) -> tuple[list[CaseResult], list[Problem]]:
+    """Run every well-formed case of one file; the malformed ones, and cases naming ids the
+    document does not have, come back as located problems instead."""
     fixture = load_fixtures(path)
     try:
         versions = book.versions(fixture.ruleset)
     except EvaluationError:
         versions = ()
-    if not any(c.document.version == fixture.version for c in versions):
+    compiled = next((c for c in versions if c.document.version == fixture.version), None)
+    if compiled is None:
         raise RuleDocumentInvalid(
             [
                 Problem(
@@ -210,7 +283,10 @@ def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
                 )
             ]
         )
-    return [run_case(book, fixture, case) for case in fixture.cases]
+    bad = check_fixture(compiled.document, fixture)
+    problems = list(fixture.problems) + [p for found in bad.values() for p in found]
+    results = [run_case(book, fixture, case) for case in fixture.cases if case.note not in bad]
+    return results, sorted(problems, key=lambda p: (p.line, p.column))
 
 
 @dataclass(frozen=True)
@@ -245,7 +321,9 @@ def run_all(book: RuleBook, root: Path) -> FixtureRun:
             problems.append(Problem(display_path(fixtures), 0, 0, "points outside the rules directory; refusing it"))
             continue
         try:
-            results.extend(run_fixture_file(book, fixtures))
+            ran, bad = run_fixture_file(book, fixtures)
+            results.extend(ran)
+            problems.extend(bad)
         except RuleDocumentInvalid as exc:
             problems.extend(exc.problems)
     return FixtureRun(tuple(results), tuple(problems), tuple(missing))

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from liandong.document import words
 from liandong.document.model import (
+    Accepted,
     AllOf,
     AnyOf,
     Boundary,
@@ -70,6 +71,7 @@ TOP_KEYS = (
     "rules",
     "checks",
     "empty_report",
+    "accept",
 )
 EMPTY_REPORT = ("refused", "meaningful")  # `empty_report:` values; refused is the default
 TOP_REQUIRED = (
@@ -83,7 +85,20 @@ TOP_REQUIRED = (
     "inputs",
     "rules",
 )
-INPUT_KEYS = ("type", "unit", "min", "max", "default", "required", "optional", "meaning", "values", "max_length")
+INPUT_KEYS = (
+    "type",
+    "unit",
+    "min",
+    "max",
+    "default",
+    "required",
+    "optional",
+    "meaning",
+    "values",
+    "max_length",
+    "step",
+)
+ACCEPT_KEYS = ("finding", "reason")
 THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
 
 
@@ -148,6 +163,7 @@ class Parser(ShapeReader):
         obligations = self.each(e.get("obligations"), "obligations", self._obligation)
         rules = self.each(e.get("rules"), "rules", self._rule)
         checks = self.each(e.get("checks"), "checks", self._check)
+        accepted = self.each(e.get("accept"), "accept", self._accept)
         empty_report = self.text(e.get("empty_report"), "empty_report") if "empty_report" in e else EMPTY_REPORT[0]
         if empty_report is not None and empty_report not in EMPTY_REPORT:
             self.problem(
@@ -178,6 +194,7 @@ class Parser(ShapeReader):
             path=self.path,
             checks=checks,
             empty_report_meaningful=empty_report == "meaningful",
+            accepted=accepted,
         )
 
     def _source(self, value: Value | None) -> Source | None:
@@ -187,6 +204,16 @@ class Parser(ShapeReader):
         plan = self.text(m.entries.get("plan"), "source.plan")
         location = self.text(m.entries.get("location"), "source.location")
         return Source(plan, location) if plan and location else None
+
+    def _accept(self, value: Value, where: str) -> Accepted | None:
+        m = self.mapping(value, where, ACCEPT_KEYS, ACCEPT_KEYS)
+        if m is None:
+            return None
+        finding = self.text(m.entries.get("finding"), f"{where}.finding")
+        reason = self.text(m.entries.get("reason"), f"{where}.reason")
+        if finding is None or reason is None:
+            return None
+        return Accepted(finding, reason, self.pos(m, f"accept.{finding}"))
 
     def _inputs(self, value: Value | None) -> tuple[InputSpec, ...]:
         m = self.mapping(value, "inputs", None)  # every key is an input name
@@ -298,6 +325,14 @@ class Parser(ShapeReader):
             )
             max_length = got if isinstance(got, int) else max_length
         unit = self.text(e.get("unit"), f"{where}.unit") or ""
+        step = None
+        if "step" in e:
+            if kind is not InputType.NUMBER:
+                self.problem(m.keys["step"], f"{where}.step is only for number inputs", key=f"{where}.step")
+            step = self.number(e.get("step"), f"{where}.step")
+            if step is not None and not step > 0:
+                self.problem(e["step"], f"{where}.step must be above 0", key=f"{where}.step")
+                step = None
         return InputSpec(
             name=name,
             type=kind,
@@ -311,6 +346,7 @@ class Parser(ShapeReader):
             default=default if isinstance(default, (int, float, bool, str)) else None,
             values=values,
             max_length=max_length,
+            step=float(step) if step is not None else None,
         )
 
     def _level(self, value: Value, where: str) -> Level | None:
