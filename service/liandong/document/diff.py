@@ -1,7 +1,8 @@
 """Semantic diff of two rule documents with the same inputs (`liandong rules diff OLD NEW`).
 
 The input space is cut at the thresholds of both documents (document/regions.py, the mechanism of
-the analysis), and each region is answered under both; the regions whose level, lead, command tier,
+the analysis), and each region of each component is answered under both, as a whole incident with
+every other input at its default; the regions whose level, lead, command tier,
 units, groups or obligations differ are named, each with one example incident.
 """
 
@@ -18,7 +19,6 @@ from liandong.document.regions import (
     components,
     holds,
     show,
-    unconditional,
 )
 
 FIELDS = ("level", "lead", "command_tier", "units", "groups", "obligations")
@@ -88,19 +88,20 @@ def diff(old: RuleSetDocument, new: RuleSetDocument) -> list[Change]:
     _comparable(old, new)
     olds = {id(r) for r in old.rules}
     merged = dataclasses.replace(new, rules=old.rules + new.rules, checks=old.checks + new.checks)
-    always_old = unconditional(old.rules)
-    always_new = unconditional(new.rules)
     defaults = {s.name: s.default for s in new.inputs if s.default is not None}
     grouped: dict[tuple[tuple[str, str, str], ...], tuple[list[str], dict[str, object]]] = {}
     comps = components(merged)
     for comp in comps:
         if comp.size > MAX_POINTS:
             raise NotComparable(f"{comp.size} regions over {', '.join(comp.inputs)}: too many to compare")
-        mine_old = tuple(r for r in comp.rules if id(r) in olds) + always_old
-        mine_new = tuple(r for r in comp.rules if id(r) not in olds) + always_new
         for point in comp.points(merged):
-            a = answer(old, [r for r in mine_old if holds(r.when, point)])
-            b = answer(new, [r for r in mine_new if holds(r.when, point)])
+            # The whole incident: this region's values, every other input at its default.
+            incident = {**defaults, **point}
+            for name in comp.inputs:
+                if name not in point:
+                    incident.pop(name, None)
+            a = answer(old, [r for r in old.rules if holds(r.when, incident)])
+            b = answer(new, [r for r in new.rules if holds(r.when, incident)])
             changed = _changed(a, b)
             if not changed:
                 continue
@@ -108,10 +109,11 @@ def diff(old: RuleSetDocument, new: RuleSetDocument) -> list[Change]:
                 f"{n} {next(r.text for r in comp.regions[n] if r.value == point[n])}" if n in point else f"{n} absent"
                 for n in comp.inputs
             )
-            regions, _ = grouped.setdefault(changed, ([], {**defaults, **point}))
+            regions, _ = grouped.setdefault(changed, ([], incident))
             regions.append(region)
-    if not comps and (always_old or always_new):
-        a, b = answer(old, always_old), answer(new, always_new)
+    if not comps:
+        a = answer(old, [r for r in old.rules if holds(r.when, defaults)])
+        b = answer(new, [r for r in new.rules if holds(r.when, defaults)])
         changed = _changed(a, b)
         if changed:
             grouped[changed] = (["every incident"], dict(defaults))
