@@ -23,9 +23,11 @@ from liandong.document.analysis import analyse, unaccepted
 from liandong.document.diff import NotComparable, diff
 from liandong.document.load import (
     DOCUMENT_SUFFIX,
+    collisions,
     display_path,
     document_paths,
     hidden_paths,
+    load_document,
     load_tree,
     parse_document,
 )
@@ -94,23 +96,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
     root = _root(args)
     for hidden in hidden_paths(root):
         print(f"note: {hidden} is not loaded: names starting with '.' are skipped", file=sys.stderr)
-    try:
-        docs = load_tree(root)
-    except RuleDocumentInvalid as exc:
-        _problems(exc)
-        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
-        return EXIT_FAILED
-    problems = _fixture_problems(docs)
-    findings = [f for doc in docs for f in analyse(doc)]
+    # Every document on its own, so that one broken document does not hide the problems of the
+    # others, nor their fixtures' and the analysis' findings: one pass reports everything.
+    paths, problems = document_paths(root)
+    docs: list[RuleSetDocument] = []
+    for path in paths:
+        try:
+            docs.append(load_document(path))
+        except RuleDocumentInvalid as exc:
+            problems.extend(exc.problems)
+        except OSError as exc:
+            problems.append(Problem(display_path(path), 0, 0, f"cannot read: {exc.strerror}"))
+    problems.extend(collisions(docs))
+    if not paths and not problems:
+        problems.append(Problem(display_path(root), 0, 0, "no rule documents found (expected RULESET/VERSION.yaml)"))
+    problems.extend(_fixture_problems(docs))
+    findings = [f for doc in docs for f in unaccepted(analyse(doc))]
     for problem in problems:
         print(problem, file=sys.stderr)
-    for finding in unaccepted(findings):
+    for finding in findings:
         print(finding, file=sys.stderr)
     for doc in docs:
         print(f"ok  {doc.path}  {doc.ruleset} {doc.version}  {len(doc.rules)} rules  sha256 {doc.content_hash[:12]}")
-    bad = len(problems) + len(unaccepted(findings))
-    if bad:
-        print(f"{bad} problem(s) found (fixtures, and findings of `liandong rules check`)", file=sys.stderr)
+    if problems or findings:
+        print(f"{len(problems) + len(findings)} problem(s) found", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

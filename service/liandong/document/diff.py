@@ -86,7 +86,6 @@ def _comparable(old: RuleSetDocument, new: RuleSetDocument) -> None:
 def diff(old: RuleSetDocument, new: RuleSetDocument) -> list[Change]:
     """Every change of answer between the two documents, grouped by what changes."""
     _comparable(old, new)
-    olds = {id(r) for r in old.rules}
     merged = dataclasses.replace(new, rules=old.rules + new.rules, checks=old.checks + new.checks)
     defaults = {s.name: s.default for s in new.inputs if s.default is not None}
     grouped: dict[tuple[tuple[str, str, str], ...], tuple[list[str], dict[str, object]]] = {}

@@ -6,6 +6,7 @@ checked afterwards in `check`.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import TypeVar
 
@@ -174,14 +175,16 @@ class Parser(ShapeReader):
             )
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
-        if version is None or title is None or source is None or effective_from is None:
+        if (version is None or title is None or source is None or effective_from is None) and not self.problems:
             return None
+        # A header problem is already reported; the rest is still checked, so that every problem
+        # comes out in one pass (the document is refused all the same).
         return RuleSetDocument(
             ruleset=self.ruleset,
-            version=version,
-            title=title,
-            source=source,
-            effective_from=effective_from,
+            version=version or "",
+            title=title or "",
+            source=source or Source("", ""),
+            effective_from=effective_from or dt.date.min,
             effective_until=effective_until,
             incident_types=types,
             boundary=self.boundary,
