@@ -100,6 +100,15 @@ INPUT_KEYS = (
     "step",
 )
 ACCEPT_KEYS = ("finding", "reason")
+# The keys of each part of the document (rules/schema/liandong-rule-document.schema.json follows them).
+SOURCE_KEYS = ("plan", "location")
+LEVEL_KEYS = ("code", "name", "rank", "then", "citation")
+UNIT_KEYS = ("id", "name", "duties", "citation", "member")
+GROUP_KEYS = ("id", "name", "lead", "members", "duties", "citation")
+OBLIGATION_KEYS = ("id", "text", "who", "within", "citation")
+RULE_KEYS = ("id", "title", "citation", "when", "then")
+CHECK_KEYS = ("id", "require", "message", "citation")
+COMMANDER_KEYS = ("role", "who")
 THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
 
 
@@ -201,7 +210,7 @@ class Parser(ShapeReader):
         )
 
     def _source(self, value: Value | None) -> Source | None:
-        m = self.mapping(value, "source", ("plan", "location"), ("plan", "location"))
+        m = self.mapping(value, "source", SOURCE_KEYS, SOURCE_KEYS)
         if m is None:
             return None
         plan = self.text(m.entries.get("plan"), "source.plan")
@@ -353,7 +362,7 @@ class Parser(ShapeReader):
         )
 
     def _level(self, value: Value, where: str) -> Level | None:
-        m = self.mapping(value, where, ("code", "name", "rank", "then", "citation"), ("code", "name", "rank"))
+        m = self.mapping(value, where, LEVEL_KEYS, ("code", "name", "rank"))
         if m is None:
             return None
         code = self.text(m.entries.get("code"), f"{where}.code")
@@ -378,9 +387,7 @@ class Parser(ShapeReader):
         return Level(code, name, rank, self.pos(m, where), then, citations)
 
     def _unit(self, value: Value, where: str) -> Unit | None:
-        m = self.mapping(
-            value, where, ("id", "name", "duties", "citation", "member"), ("id", "name", "duties", "citation")
-        )
+        m = self.mapping(value, where, UNIT_KEYS, ("id", "name", "duties", "citation"))
         if m is None:
             return None
         uid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
@@ -396,7 +403,7 @@ class Parser(ShapeReader):
         m = self.mapping(
             value,
             where,
-            ("id", "name", "lead", "members", "duties", "citation"),
+            GROUP_KEYS,
             ("id", "name", "members", "duties", "citation"),
         )
         if m is None:
@@ -416,7 +423,7 @@ class Parser(ShapeReader):
         return Group(gid, name, lead, members, duties, citations, self.pos(m, f"groups.{gid}"), refs)
 
     def _obligation(self, value: Value, where: str) -> Obligation | None:
-        m = self.mapping(value, where, ("id", "text", "who", "within", "citation"), ("id", "text", "citation"))
+        m = self.mapping(value, where, OBLIGATION_KEYS, ("id", "text", "citation"))
         if m is None:
             return None
         oid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
@@ -487,9 +494,7 @@ class Parser(ShapeReader):
             written = value.entries["id"]
             if isinstance(written, LScalar) and isinstance(written.value, str):
                 where = f"rule '{written.value}'"
-        m = self.mapping(
-            value, where, ("id", "title", "citation", "when", "then"), ("id", "title", "citation", "when", "then")
-        )
+        m = self.mapping(value, where, RULE_KEYS, RULE_KEYS)
         if m is None:
             return None
         rid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
@@ -507,7 +512,7 @@ class Parser(ShapeReader):
             written = value.entries.get("id")
             if isinstance(written, LScalar) and isinstance(written.value, str):
                 where = f"check '{written.value}'"
-        m = self.mapping(value, where, ("id", "require", "message", "citation"), ("id", "require", "message"))
+        m = self.mapping(value, where, CHECK_KEYS, ("id", "require", "message"))
         if m is None:
             return None
         cid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
@@ -531,7 +536,7 @@ class Parser(ShapeReader):
         if "commanders" in e:
             found = []
             for item in self.listing(e["commanders"], f"{here} commanders", rid):
-                cm = self.mapping(item, f"{here} commander", ("role", "who"), ("role", "who"), rid)
+                cm = self.mapping(item, f"{here} commander", COMMANDER_KEYS, COMMANDER_KEYS, rid)
                 if cm is None:
                     continue
                 role = self.text(cm.entries.get("role"), f"{here} commander role", rid)
