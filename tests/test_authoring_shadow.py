@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from liandong import shadow
 from liandong.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from liandong.engine.runtime import DurableRuntime
 from liandong.rulebook import RuleBook
-from support.rules import copy_bundled, replace_once
+from liandong.server.metrics import RULE_FINDINGS, SHADOW_CHANGED, SHADOW_COMPARED, Metrics
+from liandong.server.reload import RulesState
+from support.rules import copy_bundled, edit, replace_once
 
 INCIDENTS = [
     {"id": "m-99", "type": "mass_incident", "facts": {"participants": 99, "local_forces_can_control": False}},
@@ -83,3 +88,41 @@ def test_refusals_count_as_answers(tmp_path: Path) -> None:
     refused = shadow.read_jsonl(io.StringIO('{"id": "x", "type": "mass_incident", "facts": {"participants": -1}}\n'))
     result = shadow.replay(book, refused, "2025.1")
     assert (result.compared, result.changed) == (1, 0)
+
+
+def test_shadow_on_reload_counts_in_log_and_metrics(tmp_path: Path) -> None:
+    """With --shadow, a reload that brings a new version replays the recorded incidents and
+    counts the answers that would change, in the log and the metrics; the reload still succeeds."""
+    root = tmp_path / "rules"
+    copy_bundled(root, "township-mass-incident")
+    registry = CollectorRegistry()
+    state = RulesState(
+        root, DurableRuntime(), Metrics(registry), run_fixtures=False, shadow=_jsonl(tmp_path / "i.jsonl")
+    )
+    assert state.reload("start").ok
+    assert registry.get_sample_value(SHADOW_CHANGED, {"ruleset": "township-mass-incident"}) is None
+    newer = _two_versions(tmp_path / "next") / "township-mass-incident" / "2025.1.yaml"
+    shutil.copy(newer, root / "township-mass-incident" / "2025.1.yaml")
+    with capture_logs() as logs:
+        assert state.reload("signal").ok
+    assert registry.get_sample_value(SHADOW_COMPARED, {"ruleset": "township-mass-incident"}) == 3
+    assert registry.get_sample_value(SHADOW_CHANGED, {"ruleset": "township-mass-incident"}) == 1
+    [line] = [e for e in logs if e["event"] == "rules_shadow_replay"]
+    assert (line["version"], line["compared"], line["changed"]) == ("2025.1", 3, 1)
+    assert line["differences"][0]["incident"] == "m-100"
+    assert registry.get_sample_value(RULE_FINDINGS, {"ruleset": "township-mass-incident", "version": "2025.1"}) == 1
+
+
+def test_findings_at_load_are_logged_located(tmp_path: Path) -> None:
+    """A loaded version with an unaccepted finding is logged with the located finding and counted."""
+    root = tmp_path / "rules"
+    folder = copy_bundled(root, "township-mass-incident")
+    edit(folder / "2024.1.yaml", "participants: {超过: 100, 不满: 500}", "participants: {以上: 100, 不满: 500}")
+    registry = CollectorRegistry()
+    state = RulesState(root, DurableRuntime(), Metrics(registry), run_fixtures=False)
+    with capture_logs() as logs:
+        assert state.reload("start").ok
+    [line] = [e for e in logs if e["event"] == "rules_findings"]
+    assert line["count"] == 1 and "2024.1.yaml:" in line["findings"][0]
+    assert "overlap:township-linkage/county-command:participants" in line["findings"][0]
+    assert registry.get_sample_value(RULE_FINDINGS, {"ruleset": "township-mass-incident", "version": "2024.1"}) == 1

@@ -25,6 +25,9 @@ SERVING = "liandong_serving"
 WORKERS = "liandong_workers"
 WORKER_RESTARTS = "liandong_worker_restarts"  # _total is added by the client library
 ADMIN_DENIED = "liandong_admin_denied"
+SHADOW_COMPARED = "liandong_shadow_compared"  # incidents the last shadow replay answered under both versions
+SHADOW_CHANGED = "liandong_shadow_changed"  # of those, the answers that would change
+RULE_FINDINGS = "liandong_rule_findings"  # unaccepted findings of the analysis, per loaded version
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -65,6 +68,24 @@ class Metrics:
             LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry
         )
         self.serving = Gauge(SERVING, "1 while the service answers, 0 while loading or draining", registry=registry)
+        self.shadow_compared = Gauge(
+            SHADOW_COMPARED,
+            "Recorded incidents the last shadow replay (--shadow) answered under the serving and the newest version",
+            ["ruleset"],
+            registry=registry,
+        )
+        self.shadow_changed = Gauge(
+            SHADOW_CHANGED,
+            "Answers the last shadow replay (--shadow) found would change under the newest version",
+            ["ruleset"],
+            registry=registry,
+        )
+        self.rule_findings = Gauge(
+            RULE_FINDINGS,
+            "Unaccepted findings of the rule analysis (gaps, overlaps, masked rules, unused entries) per loaded version",
+            ["ruleset", "version"],
+            registry=registry,
+        )
         self.admin_denied = Counter(
             ADMIN_DENIED,
             "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited",
