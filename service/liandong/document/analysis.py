@@ -107,6 +107,28 @@ class _Analysis:
         self.doc = doc
         self.findings: list[Finding] = []
         self.always = unconditional(doc.rules)
+        self.defaults = {i.name: i.default for i in doc.inputs if i.default is not None}
+
+    def typical(self, comp: Component, name: str, point: dict[str, object]) -> bool:
+        """Whether every input but `name` is at its default (absent for an optional one)."""
+        return all(point.get(n) == self.defaults.get(n) for n in comp.inputs if n != name)
+
+    def shown(
+        self, comp: Component, name: str, points: list[dict[str, object]], lines: list[list[int]]
+    ) -> tuple[list[str], str]:
+        """The values of one line along `name` where the finding holds (the line with every other
+        input at its default when it has any, else the first), with the other inputs' values and
+        how many other combinations of them have it too."""
+        having = [line for line in lines if line]
+        if not having:
+            return [], ""
+        line = next((h for h in having if self.typical(comp, name, points[h[0]])), having[0])
+        values = list(dict.fromkeys(_value_text(comp, name, points[i]) for i in line))
+        more = f"; also with {len(having) - 1} other combination(s) of them" if len(having) > 1 else ""
+        context = _context(comp, name, points[line[0]])
+        if more:
+            context = context[:-1] + more + ")" if context else f" ({more[2:]})"
+        return values, context
 
     def add(self, kind: str, ident: str, message: str, pos: Pos) -> None:
         if not any(f.id == ident for f in self.findings):
@@ -142,19 +164,17 @@ class _Analysis:
         for name in _graded(self.doc):
             if name not in comp.inputs:
                 continue
-            found: list[str] = []
-            example = ""
+            lines: list[list[int]] = []
             for line in _lines(comp, name, points).values():
                 seen_level = False
+                hits = []
                 for i in line:
-                    has = any(r.then.level in levels for r in fired[i])
-                    if has:
+                    if any(r.then.level in levels for r in fired[i]):
                         seen_level = True
                     elif seen_level and name in points[i]:
-                        text = _value_text(comp, name, points[i])
-                        if text not in found:
-                            found.append(text)
-                            example = example or _context(comp, name, points[i])
+                        hits.append(i)
+                lines.append(hits)
+            found, example = self.shown(comp, name, points, lines)
             if found:
                 first = next(c for r in self.doc.rules if r.then.level for c in comparisons(r.when) if c.input == name)
                 self.add(
@@ -182,19 +202,14 @@ class _Analysis:
             # One finding per pair: on a graded (numeric) input first, where the values say most.
             shared.sort(key=lambda n: not (self.doc.input(n) is not None and self.doc.input(n).numeric))  # type: ignore[union-attr]
             for name in shared:
-                found: list[str] = []
-                example = ""
+                lines = []
                 for line in _lines(comp, name, points).values():
                     a_on = [a.id in holding[i] for i in line]
                     b_on = [b.id in holding[i] for i in line]
                     if len(set(a_on)) < 2 or len(set(b_on)) < 2:
                         continue  # one of them does not depend on this input here
-                    for k, i in enumerate(line):
-                        if a_on[k] and b_on[k]:
-                            text = _value_text(comp, name, points[i])
-                            if text not in found:
-                                found.append(text)
-                                example = example or _context(comp, name, points[i])
+                    lines.append([i for k, i in enumerate(line) if a_on[k] and b_on[k]])
+                found, example = self.shown(comp, name, points, lines)
                 if found:
                     attr = conflict(a, b)
                     self.add(
