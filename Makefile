@@ -53,6 +53,7 @@ example: venv
 test: venv
 	@echo "make test: $$(cat $(INTERPRETER)) (venv $(VENV))"
 	$(BIN)/liandong rules validate rules
+	$(BIN)/liandong rules test --coverage --fail-under 100 rules  # every bundled set: 100% rule and boundary coverage
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports  # the layer contract in pyproject.toml
@@ -82,7 +83,7 @@ validate: $(STAMP)
 	$(BIN)/liandong rules validate rules
 
 rules-test: venv
-	$(BIN)/liandong rules test rules
+	$(BIN)/liandong rules test --coverage rules
 
 typecheck: venv
 	$(BIN)/python -m mypy

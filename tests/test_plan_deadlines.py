@@ -116,13 +116,11 @@ def test_epidemic_reported_at_eight_owes_its_first_report_next_morning(book: Rul
     assert deadlines.first_due(o, {"incident_reported": _at("2026-02-01T08:01")}) == _at("2026-02-02T08:00")
 
 
-def test_daily_summary_is_due_by_each_days_end(book: RuleBook) -> None:
-    """每日汇总后报 (no hour): by 24:00 of each day, every day after."""
+def test_daily_summary_recurs_but_is_never_due(book: RuleBook) -> None:
+    """每日汇总后报 names no hour: it recurs daily and is never shown as due."""
     o = _obligation(book, "epidemic", {}, "daily_summary")
-    due = deadlines.first_due(o, {"incident_reported": _at("2026-02-01T15:00")})
-    assert due == _at("2026-02-02T00:00")
-    assert deadlines.next_due(o, due) == _at("2026-02-03T00:00")
-    assert o.deadline.wording == "每日24:00前,直至事件结束"
+    assert deadlines.first_due(o, {"incident_reported": _at("2026-02-01T15:00")}) is None
+    assert o.deadline.repeat.value == "daily"
 
 
 def test_important_news_any_time_is_never_a_deadline(book: RuleBook) -> None:

@@ -10,16 +10,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from collections.abc import Sequence
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from liandong.document.load import hidden_paths, load_tree
+from liandong import coverage, shadow
+from liandong.document.analysis import analyse, unaccepted
+from liandong.document.diff import NotComparable, diff
+from liandong.document.load import (
+    DOCUMENT_SUFFIX,
+    collisions,
+    display_path,
+    document_paths,
+    hidden_paths,
+    load_document,
+    load_tree,
+    parse_document,
+)
+from liandong.document.model import RuleSetDocument
 from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
-from liandong.errors import EvaluationError, InvalidIncident, LiandongError, RuleDocumentInvalid
-from liandong.fixtures import run_all
+from liandong.errors import EvaluationError, InvalidIncident, LiandongError, Problem, RuleDocumentInvalid
+from liandong.fixtures import CaseResult, check_fixture, fixture_path, load_fixtures, run_all
 from liandong.render import inputs_markdown, to_json, to_text
 from liandong.rulebook import RuleBook
 
@@ -51,46 +67,305 @@ def _problems(exc: RuleDocumentInvalid) -> None:
         print(problem, file=sys.stderr)
 
 
+def _root(args: argparse.Namespace) -> Path:
+    """The document or directory a rules command works on: PATH, else --rules-dir; exit 2 if missing."""
+    root = Path(getattr(args, "path", None) or args.rules_dir)
+    if not root.exists():
+        raise UsageError(f"{root}: no such file or directory")
+    return root
+
+
+def _fixture_problems(docs: Sequence[RuleSetDocument]) -> list[Problem]:
+    """Each document's fixtures checked against it (shape and ids), without running them."""
+    problems: list[Problem] = []
+    for doc in docs:
+        path = fixture_path(Path(doc.path))
+        if not path.exists():
+            continue
+        try:
+            fixture = load_fixtures(path)
+        except RuleDocumentInvalid as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(fixture.problems)
+        problems.extend(p for found in check_fixture(doc, fixture).values() for p in found)
+    return problems
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    for hidden in hidden_paths(Path(args.path)):
+    root = _root(args)
+    for hidden in hidden_paths(root):
         print(f"note: {hidden} is not loaded: names starting with '.' are skipped", file=sys.stderr)
+    # Every document on its own, so that one broken document does not hide the problems of the
+    # others, nor their fixtures' and the analysis' findings: one pass reports everything.
+    paths, problems = document_paths(root)
+    docs: list[RuleSetDocument] = []
+    for path in paths:
+        try:
+            docs.append(load_document(path))
+        except RuleDocumentInvalid as exc:
+            problems.extend(exc.problems)
+        except OSError as exc:
+            problems.append(Problem(display_path(path), 0, 0, f"cannot read: {exc.strerror}"))
+    problems.extend(collisions(docs))
+    if not paths and not problems:
+        problems.append(Problem(display_path(root), 0, 0, "no rule documents found (expected RULESET/VERSION.yaml)"))
+    problems.extend(_fixture_problems(docs))
+    findings = [f for doc in docs for f in unaccepted(analyse(doc))]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    for doc in docs:
+        print(f"ok  {doc.path}  {doc.ruleset} {doc.version}  {len(doc.rules)} rules  sha256 {doc.content_hash[:12]}")
+    if problems or findings:
+        print(f"{len(problems) + len(findings)} problem(s) found", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    root = _root(args)
     try:
-        docs = load_tree(Path(args.path))
+        docs = load_tree(root)
     except RuleDocumentInvalid as exc:
         _problems(exc)
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return EXIT_FAILED
-    for doc in docs:
-        print(f"ok  {doc.path}  {doc.ruleset} {doc.version}  {len(doc.rules)} rules  sha256 {doc.content_hash[:12]}")
-    return EXIT_OK
+    findings = {doc.path: analyse(doc) for doc in docs}
+    open_findings = [f for found in findings.values() for f in unaccepted(found)]
+    if args.json:
+        out = [
+            {
+                "path": doc.path,
+                "ruleset": doc.ruleset,
+                "version": doc.version,
+                "findings": [
+                    {
+                        "kind": f.kind,
+                        "id": f.id,
+                        "message": f.message,
+                        "line": f.pos.line,
+                        "column": f.pos.column,
+                        "accepted": f.accepted or None,
+                    }
+                    for f in findings[doc.path]
+                ],
+            }
+            for doc in docs
+        ]
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        for doc in docs:
+            found = findings[doc.path]
+            for f in found:
+                print(f)
+            accepted = len(found) - len(unaccepted(found))
+            print(f"{doc.path}: {len(unaccepted(found))} finding(s), {accepted} accepted")
+    return EXIT_FAILED if open_findings else EXIT_OK
 
 
-def cmd_test(args: argparse.Namespace) -> int:
-    root = Path(args.path)
+def _select(results: Sequence[CaseResult], pattern: str) -> list[CaseResult]:
+    return [r for r in results if re.search(pattern, r.note)] if pattern else list(results)
+
+
+def _junit(results: Sequence[CaseResult], problems: Sequence[Problem]) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="liandong rules test",
+        tests=str(len(results) + len(problems)),
+        failures=str(sum(not r.passed for r in results)),
+        errors=str(len(problems)),
+    )
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=f"{r.ruleset}.{r.version}", name=r.note, file=r.path)
+        case.set("line", str(r.line))
+        if not r.passed:
+            ET.SubElement(case, "failure", message=r.failures[0]).text = "\n".join(r.failures)
+    for p in problems:
+        case = ET.SubElement(suite, "testcase", classname=p.path, name=f"{p.path}:{p.line}:{p.column}")
+        ET.SubElement(case, "error", message=p.message).text = str(p)
+    return ET.tostring(suite, encoding="unicode")
+
+
+def _run_tests(args: argparse.Namespace, root: Path) -> int:
     try:
         book = RuleBook.load(root, DurableRuntime())
     except RuleDocumentInvalid as exc:
         _problems(exc)
         return EXIT_FAILED
     run = run_all(book, root)
-    for path in run.missing:
-        print(f"warning: {path} has no fixtures", file=sys.stderr)
-    for problem in run.problems:
-        print(problem, file=sys.stderr)
-    for r in run.results:
-        if r.passed:
-            if args.verbose:
-                print(f"PASS {r.path}:{r.line}: {r.note}")
-            continue
-        print(f"FAIL {r.path}:{r.line}: {r.note}")
-        for line in r.failures:
-            print(f"     {line}")
-    print(f"{run.passed} passed, {run.failed} failed")
-    return EXIT_OK if run.failed == 0 and run.passed > 0 else EXIT_FAILED
+    results = _select(run.results, args.run)
+    problems = list(run.problems) + [
+        Problem(path, 0, 0, f"has no fixtures (expected {fixture_path(Path(path)).name} beside it)")
+        for path in run.missing
+    ]
+    reports = coverage.for_documents(book, document_paths(root)[0]) if args.coverage else []
+    below = [c for c in reports if min(c.rule_percent, c.boundary_percent) < args.fail_under]
+    passed = sum(r.passed for r in results)
+    failed = len(results) - passed + len(problems)
+    if args.junit:
+        Path(args.junit).write_text(_junit(results, problems), encoding="utf-8")
+    if args.json:
+        out: dict[str, object] = {
+            "passed": passed,
+            "failed": failed,
+            "cases": [
+                {"path": r.path, "line": r.line, "note": r.note, "passed": r.passed, "failures": list(r.failures)}
+                for r in results
+            ],
+            "problems": [str(p) for p in problems],
+        }
+        if args.coverage:
+            out["coverage"] = [c.to_json() for c in reports]
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        for r in results:
+            if r.passed:
+                if args.verbose:
+                    print(f"PASS {r.path}:{r.line}: {r.note}")
+                continue
+            print(f"FAIL {r.path}:{r.line}: {r.note}")
+            for line in r.failures:
+                print(f"     {line}")
+        for report in reports:
+            print(report.text())
+        print(f"{passed} passed, {failed} failed")
+        for report in below:
+            print(f"coverage of {report.path} is below {args.fail_under:g}%", file=sys.stderr)
+    if args.run and not results:
+        print(f"error: no case matches --run {args.run!r}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if failed == 0 and passed > 0 and not below else EXIT_FAILED
+
+
+def _mtimes(root: Path) -> dict[str, float]:
+    files = [root] if root.is_file() else [p for p in root.rglob("*.yaml") if p.is_file()]
+    return {str(p): p.stat().st_mtime_ns for p in files}
+
+
+def watch(
+    root: Path,
+    once: Callable[[], int],
+    sleep: Callable[[float], None] = time.sleep,
+    runs: int | None = None,
+    poll: float = 0.5,
+) -> int:
+    """Run, then run again each time a document or fixture below root changes (Ctrl-C ends it);
+    `runs` bounds the number of runs (for tests)."""
+    code = once()
+    done = 1
+    seen = _mtimes(root)
+    try:
+        while runs is None or done < runs:
+            sleep(poll)
+            now = _mtimes(root)
+            if now != seen:
+                seen = now
+                print("-- change seen; running again --", file=sys.stderr)
+                code = once()
+                done += 1
+    except KeyboardInterrupt:
+        pass
+    return code
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    root = _root(args)
+    if args.watch:
+        return watch(root, lambda: _run_tests(args, root))
+    return _run_tests(args, root)
+
+
+def _documents(spec: str, rules_dir: Path) -> RuleSetDocument:
+    """A document given as a path or as RULESET@VERSION in the rules directory."""
+    path = Path(spec)
+    if not path.exists() and "@" in spec:
+        ruleset, _, version = spec.partition("@")
+        path = rules_dir / ruleset / f"{version}{DOCUMENT_SUFFIX}"
+        if not path.exists():
+            raise UsageError(f"{spec}: no document {path} (looked in rules directory {rules_dir})")
+    if not path.is_file():
+        raise UsageError(f"{spec}: no such file")
+    return parse_document(path.read_bytes(), display_path(path))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    rules_dir = Path(args.rules_dir)
+    try:
+        old = _documents(args.old, rules_dir)
+        new = _documents(args.new, rules_dir)
+    except RuleDocumentInvalid as exc:
+        _problems(exc)
+        return EXIT_FAILED
+    try:
+        changes = diff(old, new)
+    except NotComparable as exc:
+        raise UsageError(f"cannot compare {old.path} and {new.path}: {exc}") from None
+    if args.json:
+        print(json.dumps([c.to_json() for c in changes], ensure_ascii=False, indent=2))
+    else:
+        for change in changes:
+            print(f"- {change.describe()}")
+        print(f"{len(changes)} change(s) between {old.path} and {new.path}")
+    return EXIT_FAILED if changes else EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    rules_dir = Path(args.rules_dir)
+    if not rules_dir.exists():
+        raise UsageError(f"{rules_dir}: no such rules directory")
+    try:
+        book = RuleBook.load(rules_dir, DurableRuntime())
+    except RuleDocumentInvalid as exc:
+        _problems(exc)
+        return EXIT_FAILED
+    try:
+        with open(args.incidents, encoding="utf-8") if args.incidents != "-" else sys.stdin as stream:
+            incidents = list(shadow.read_jsonl(stream))
+    except OSError as exc:
+        raise UsageError(f"{args.incidents}: {exc.strerror}") from None
+    except shadow.BadLine as exc:
+        raise UsageError(f"{args.incidents}: {exc}") from None
+    try:
+        result = shadow.replay(book, incidents, args.against, ruleset=args.ruleset, base=args.base)
+    except EvaluationError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "compared": result.compared,
+                    "changed": result.changed,
+                    "differences": [d.to_json() for d in result.differences],
+                    "skipped": list(result.skipped),
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        for d in result.differences:
+            print(f"{d.incident}  {d.ruleset} {d.old_version} -> {d.new_version}  rules: {' '.join(d.rules) or '-'}")
+            print(f"    old: {d.old}")
+            print(f"    new: {d.new}")
+        for line in result.skipped:
+            print(f"skipped {line}", file=sys.stderr)
+        print(f"{result.changed} of {result.compared} answers would change")
+    return EXIT_FAILED if result.changed else EXIT_OK
+
+
+def _not_loaded(exc: EvaluationError, rules_dir: str) -> str:
+    hint = f" (did you mean '{exc.suggestion}'?)" if exc.suggestion else ""
+    return f"error: {exc.message}{hint}; looked in --rules-dir {rules_dir}"
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     facts = dict(parse_fact(f) for f in args.fact)
+    _root(args)
     try:
         book = RuleBook.load(Path(args.rules_dir), DurableRuntime())
     except RuleDocumentInvalid as exc:
@@ -108,14 +383,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"  {v.field}: {v.description}" if v.field else f"  {v.description}", file=sys.stderr)
         return EXIT_REFUSED
     except EvaluationError as exc:
-        hint = f" (did you mean '{exc.suggestion}'?)" if exc.suggestion else ""
-        print(f"error: {exc.message}{hint}", file=sys.stderr)
+        print(_not_loaded(exc, args.rules_dir), file=sys.stderr)
         return EXIT_REFUSED
     print(to_json(det) if args.json else to_text(det, explain=True))
     return EXIT_OK
 
 
 def cmd_inputs(args: argparse.Namespace) -> int:
+    _root(args)
     try:
         book = RuleBook.load(Path(args.rules_dir), DurableRuntime())
         names = [args.ruleset] if args.ruleset else list(book.rulesets())
@@ -124,8 +399,7 @@ def cmd_inputs(args: argparse.Namespace) -> int:
         _problems(exc)
         return EXIT_FAILED
     except EvaluationError as exc:
-        hint = f" (did you mean '{exc.suggestion}'?)" if exc.suggestion else ""
-        print(f"error: {exc.message}{hint}", file=sys.stderr)
+        print(_not_loaded(exc, args.rules_dir), file=sys.stderr)
         return EXIT_REFUSED
     print("\n\n".join(tables))
     return EXIT_OK
@@ -223,14 +497,40 @@ def build_parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="check, test and explain rule documents")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
 
-    validate = rsub.add_parser("validate", help="check documents and report every problem")
-    validate.add_argument("path", nargs="?", default="rules", help="a document or a directory (default: rules)")
+    def where(p: argparse.ArgumentParser) -> None:
+        p.add_argument("path", nargs="?", default="", help="a document or a directory (default: --rules-dir)")
+        p.add_argument("--rules-dir", default="rules", help="where the documents are (default: rules)")
+
+    validate = rsub.add_parser(
+        "validate", help="check documents and their fixtures, with the analysis; report every problem"
+    )
+    where(validate)
     validate.set_defaults(func=cmd_validate)
 
+    check = rsub.add_parser("check", help="find gaps, overlaps, masked rules and unused catalogue entries")
+    where(check)
+    check.add_argument("--json", action="store_true", help="print the findings as JSON")
+    check.set_defaults(func=cmd_check)
+
     test = rsub.add_parser("test", help="run every fixture beside the documents")
-    test.add_argument("path", nargs="?", default="rules", help="a document or a directory (default: rules)")
+    where(test)
     test.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    test.add_argument("-k", "--run", default="", metavar="REGEX", help="run only the cases whose note matches")
+    test.add_argument("--coverage", action="store_true", help="report rule and boundary coverage")
+    test.add_argument(
+        "--fail-under", type=float, default=0.0, metavar="PCT", help="with --coverage: fail below this percentage"
+    )
+    test.add_argument("--json", action="store_true", help="print the results (and coverage) as JSON")
+    test.add_argument("--junit", default="", metavar="FILE", help="also write the results as JUnit XML")
+    test.add_argument("--watch", action="store_true", help="run again whenever a document or fixture changes")
     test.set_defaults(func=cmd_test)
+
+    differ = rsub.add_parser("diff", help="what answers change between two documents (exit 1 if any)")
+    differ.add_argument("old", help="a document path, or RULESET@VERSION in --rules-dir")
+    differ.add_argument("new", help="a document path, or RULESET@VERSION in --rules-dir")
+    differ.add_argument("--rules-dir", default="rules", help="where RULESET@VERSION is looked up (default: rules)")
+    differ.add_argument("--json", action="store_true", help="print the changes as JSON")
+    differ.set_defaults(func=cmd_diff)
 
     explain = rsub.add_parser("explain", help="evaluate an incident and show why")
     explain.add_argument("ruleset", help="rule set id, e.g. fire-linkage")
@@ -288,6 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
     determine.add_argument("--json", action="store_true", help="print the answer as JSON")
     _add_connection_flags(determine, defaults.listen)
     determine.set_defaults(func=cmd_determine)
+
+    replayer = sub.add_parser(
+        "replay", help="answer recorded incidents under a candidate version: the answers that would change"
+    )
+    replayer.add_argument(
+        "incidents", help="a JSON-lines file of incidents ({id, type, facts, occurred_at}); - for stdin"
+    )
+    replayer.add_argument("--against", required=True, metavar="VERSION", help="the candidate version")
+    replayer.add_argument("--base", default="", metavar="VERSION", help="compare with this version (default: in force)")
+    replayer.add_argument("--ruleset", default="", help="the rule set (default: the one claiming each incident's type)")
+    replayer.add_argument("--rules-dir", default="rules", help="where the documents are (default: rules)")
+    replayer.add_argument("--json", action="store_true", help="print the table as JSON")
+    replayer.set_defaults(func=cmd_replay)
 
     rulesets = sub.add_parser("rulesets", help="list the rule sets a running service has loaded")
     _add_connection_flags(rulesets, defaults.listen)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from liandong.document.load import FIXTURE_SUFFIX, display_path, document_paths
+from liandong.document.model import RuleSetDocument
 from liandong.document.shapes import ShapeReader
 from liandong.document.source import LList, LMap, LScalar, SourceError, plain, read_file, read_yaml
 from liandong.engine import deadlines
@@ -33,6 +35,8 @@ class Case:
     line: int
     # Due times of the answer's obligations from given start moments (rules/README.md, "Fixtures").
     clocks: dict[str, object] = field(default_factory=dict)
+    # Where each `want` key's value was written (line, column), for errors about ids in it.
+    at: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class FixtureFile:
     ruleset: str
     version: str
     cases: tuple[Case, ...]
+    # Malformed cases, located: they are left out and every other case still runs.
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ def fixture_path(document_path: Path) -> Path:
 
 
 def load_fixtures(path: Path) -> FixtureFile:
-    """Read one fixtures file; RuleDocumentInvalid lists every structural problem."""
+    """Read one fixtures file: the well-formed cases, and a located problem for each malformed one.
+    RuleDocumentInvalid only when the file as a whole cannot be read (YAML syntax, top-level keys)."""
     shown = display_path(path)
     try:
         root = read_yaml(read_file(path, shown), shown)
@@ -76,15 +83,18 @@ def load_fixtures(path: Path) -> FixtureFile:
     if top is not None:
         ruleset = p.text(top.entries.get("ruleset"), "ruleset") or ""
         version = p.text(top.entries.get("version"), "version") or ""
+        if p.problems:  # the file's own keys are wrong: no case can be trusted to the right version
+            raise RuleDocumentInvalid(p.problems)
         for item in p.listing(top.entries.get("cases"), "cases"):
+            before = len(p.problems)
             case = _case(p, item, notes)
-            if case is not None:
+            if case is not None and len(p.problems) == before:
                 cases.append(case)
         if "cases" in top.entries and not cases and not p.problems:
             p.problem(top.entries["cases"], "cases is empty", key="cases")
-    if p.problems:
+    if top is None:
         raise RuleDocumentInvalid(p.problems)
-    return FixtureFile(shown, ruleset, version, tuple(cases))
+    return FixtureFile(shown, ruleset, version, tuple(cases), tuple(p.problems))
 
 
 def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -> Case | None:
@@ -137,7 +147,8 @@ def _case(p: ShapeReader, item: LMap | LList | LScalar, notes: dict[str, int]) -
     )
     wanted = {k: plain(v) for k, v in want.entries.items()} if want is not None else {}
     clocks = _clocks(p, m.entries["clocks"], where) if "clocks" in m.entries else {}
-    return Case(note, incident, wanted, code or "", m.line, clocks)
+    at = {k: (v.line, v.column) for k, v in want.entries.items()} if want is not None else {}
+    return Case(note, incident, wanted, code or "", m.line, clocks, at)
 
 
 def _moment(text: object) -> dt.datetime | None:
@@ -298,13 +309,75 @@ def run_case(book: RuleBook, fixture: FixtureFile, case: Case) -> CaseResult:
     return result(*compare(case.want, det), *(_clock_failures(det, case.clocks) if case.clocks else ()))
 
 
-def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
+def check_fixture(doc: RuleSetDocument, fixture: FixtureFile) -> dict[str, list[Problem]]:
+    """Every case's references checked against its document (level codes, unit, group, obligation,
+    rule and input ids, the incident type), located at the value written; keyed by case note."""
+    known: dict[str, set[str]] = {
+        "units": {u.id for u in doc.units},
+        "groups": {g.id for g in doc.groups},
+        "obligations": {o.id for o in doc.obligations},
+        "matched_rules": {r.id for r in doc.rules},
+        "assumed": {i.name for i in doc.inputs},
+    }
+    known["lead"] = known["units"]
+    known["level"] = {lv.code for lv in doc.levels}
+    out: dict[str, list[Problem]] = {}
+    for case in fixture.cases:
+        found: list[Problem] = []
+
+        def bad(
+            key: str, message: str, choices: set[str], wrong: str, case: Case = case, found: list[Problem] = found
+        ) -> None:
+            line, column = case.at.get(key, (case.line, 1))
+            found.append(
+                Problem(
+                    fixture.path,
+                    line,
+                    column,
+                    f"case '{case.note}' {message}",
+                    key=key,
+                    ruleset=fixture.ruleset,
+                    suggestion=closest(wrong, choices),
+                )
+            )
+
+        if case.want_error_code != "unknown_incident_type" and case.incident.type not in doc.incident_types:
+            bad(
+                "type",
+                f"incident type '{case.incident.type}' is not one of {', '.join(doc.incident_types)}",
+                set(doc.incident_types),
+                case.incident.type,
+            )
+        if not case.want_error_code:
+            for name in case.incident.facts:
+                if doc.input(str(name)) is None:
+                    bad("facts", f"sends unknown input '{name}'", known["assumed"], str(name))
+        for key, value in case.want.items():
+            base = key.rpartition("_")[0] if key.endswith(("_include", "_exclude")) else key
+            if base not in known or value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            kind = {"matched_rules": "rule", "assumed": "input", "level": "level code", "lead": "unit"}.get(
+                base, base[:-1]
+            )
+            for v in values:
+                if str(v) not in known[base]:
+                    bad(key, f"want {key} names unknown {kind} '{v}'", known[base], str(v))
+        if found:
+            out[case.note] = found
+    return out
+
+
+def run_fixture_file(book: RuleBook, path: Path) -> tuple[list[CaseResult], list[Problem]]:
+    """Run every well-formed case of one file (a case naming an id its document does not have fails,
+    with the located problem); the malformed ones come back as located problems instead."""
     fixture = load_fixtures(path)
     try:
         versions = book.versions(fixture.ruleset)
     except EvaluationError:
         versions = ()
-    if not any(c.document.version == fixture.version for c in versions):
+    compiled = next((c for c in versions if c.document.version == fixture.version), None)
+    if compiled is None:
         raise RuleDocumentInvalid(
             [
                 Problem(
@@ -316,7 +389,14 @@ def run_fixture_file(book: RuleBook, path: Path) -> list[CaseResult]:
                 )
             ]
         )
-    return [run_case(book, fixture, case) for case in fixture.cases]
+    bad = check_fixture(compiled.document, fixture)
+    results = []
+    for case in fixture.cases:
+        got = run_case(book, fixture, case)
+        if case.note in bad:  # an id the document lacks fails the case even where the comparison passes
+            got = dataclasses.replace(got, failures=got.failures + tuple(str(p) for p in bad[case.note]))
+        results.append(got)
+    return results, list(fixture.problems)
 
 
 @dataclass(frozen=True)
@@ -351,7 +431,9 @@ def run_all(book: RuleBook, root: Path) -> FixtureRun:
             problems.append(Problem(display_path(fixtures), 0, 0, "points outside the rules directory; refusing it"))
             continue
         try:
-            results.extend(run_fixture_file(book, fixtures))
+            ran, bad = run_fixture_file(book, fixtures)
+            results.extend(ran)
+            problems.extend(bad)
         except RuleDocumentInvalid as exc:
             problems.extend(exc.problems)
     return FixtureRun(tuple(results), tuple(problems), tuple(missing))

@@ -59,6 +59,9 @@ class InputSpec:
     default: Scalar | None = None
     values: tuple[EnumValue, ...] = ()
     max_length: int = 1000
+    # The resolution of a `number` input (e.g. 0.01 for a water level in metres): the nearest value
+    # on the other side of a threshold, for boundary coverage. None: one digit finer than the threshold.
+    step: float | None = None
 
     @property
     def numeric(self) -> bool:
@@ -293,6 +296,15 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """An analysis finding the document accepts on purpose (`accept:`), with the reason why."""
+
+    finding: str
+    reason: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Source:
     plan: str
     location: str
@@ -323,6 +335,8 @@ class RuleSetDocument:
     # `empty_report: meaningful`: an incident with no facts at all is answered (on the defaults)
     # instead of refused.
     empty_report_meaningful: bool = False
+    # Findings of the rule-author analysis the document accepts by design (liandong.document.analysis).
+    accepted: tuple[Accepted, ...] = ()
 
     def input(self, name: str) -> InputSpec | None:
         for spec in self.inputs:

@@ -6,12 +6,14 @@ checked afterwards in `check`.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import replace
 from typing import TypeVar
 
 from liandong.document import words
 from liandong.document.model import (
+    Accepted,
     INCIDENT_REPORTED,
     START_EVENTS,
     AllOf,
@@ -52,7 +54,6 @@ CATALOGUE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|wd)$")
 TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
-OBLIGATION_KEYS = ("id", "text", "who", "within", "starts", "by", "latest", "every", "citation")
 PARTICIPATING = "participating"  # obligation `who` meaning every participating unit
 MEMBERS = "members"  # obligation `who` meaning every participating unit that is a member unit
 AT_ONCE = "at_once"  # obligation `within` for 立即 / 第一时间 / 零时间
@@ -83,6 +84,7 @@ TOP_KEYS = (
     "rules",
     "checks",
     "empty_report",
+    "accept",
 )
 EMPTY_REPORT = ("refused", "meaningful")  # `empty_report:` values; refused is the default
 TOP_REQUIRED = (
@@ -96,7 +98,29 @@ TOP_REQUIRED = (
     "inputs",
     "rules",
 )
-INPUT_KEYS = ("type", "unit", "min", "max", "default", "required", "optional", "meaning", "values", "max_length")
+INPUT_KEYS = (
+    "type",
+    "unit",
+    "min",
+    "max",
+    "default",
+    "required",
+    "optional",
+    "meaning",
+    "values",
+    "max_length",
+    "step",
+)
+ACCEPT_KEYS = ("finding", "reason")
+# The keys of each part of the document (rules/schema/liandong-rule-document.schema.json follows them).
+SOURCE_KEYS = ("plan", "location")
+LEVEL_KEYS = ("code", "name", "rank", "then", "citation")
+UNIT_KEYS = ("id", "name", "duties", "citation", "member")
+GROUP_KEYS = ("id", "name", "lead", "members", "duties", "citation")
+OBLIGATION_KEYS = ("id", "text", "who", "within", "starts", "by", "latest", "every", "citation")
+RULE_KEYS = ("id", "title", "citation", "when", "then")
+CHECK_KEYS = ("id", "require", "message", "citation")
+COMMANDER_KEYS = ("role", "who")
 THEN_KEYS = ("level", "command_tier", "commanders", "lead", "units", "groups", "obligations")
 
 
@@ -162,6 +186,7 @@ class Parser(ShapeReader):
         obligations = self.each(e.get("obligations"), "obligations", self._obligation)
         rules = self.each(e.get("rules"), "rules", self._rule)
         checks = self.each(e.get("checks"), "checks", self._check)
+        accepted = self.each(e.get("accept"), "accept", self._accept)
         empty_report = self.text(e.get("empty_report"), "empty_report") if "empty_report" in e else EMPTY_REPORT[0]
         if empty_report is not None and empty_report not in EMPTY_REPORT:
             self.problem(
@@ -179,14 +204,16 @@ class Parser(ShapeReader):
             )
         if "rules" in e and not self.listing(e.get("rules"), "rules"):
             self.problem(e["rules"], "rules is empty: a rule set must have at least one rule", key="rules")
-        if version is None or title is None or source is None or effective_from is None:
+        if (version is None or title is None or source is None or effective_from is None) and not self.problems:
             return None
+        # A header problem is already reported; the rest is still checked, so that every problem
+        # comes out in one pass (the document is refused all the same).
         return RuleSetDocument(
             ruleset=self.ruleset,
-            version=version,
-            title=title,
-            source=source,
-            effective_from=effective_from,
+            version=version or "",
+            title=title or "",
+            source=source or Source("", ""),
+            effective_from=effective_from or dt.date.min,
             effective_until=effective_until,
             incident_types=types,
             boundary=self.boundary,
@@ -199,15 +226,26 @@ class Parser(ShapeReader):
             path=self.path,
             checks=checks,
             empty_report_meaningful=empty_report == "meaningful",
+            accepted=accepted,
         )
 
     def _source(self, value: Value | None) -> Source | None:
-        m = self.mapping(value, "source", ("plan", "location"), ("plan", "location"))
+        m = self.mapping(value, "source", SOURCE_KEYS, SOURCE_KEYS)
         if m is None:
             return None
         plan = self.text(m.entries.get("plan"), "source.plan")
         location = self.text(m.entries.get("location"), "source.location")
         return Source(plan, location) if plan and location else None
+
+    def _accept(self, value: Value, where: str) -> Accepted | None:
+        m = self.mapping(value, where, ACCEPT_KEYS, ACCEPT_KEYS)
+        if m is None:
+            return None
+        finding = self.text(m.entries.get("finding"), f"{where}.finding")
+        reason = self.text(m.entries.get("reason"), f"{where}.reason")
+        if finding is None or reason is None:
+            return None
+        return Accepted(finding, reason, self.pos(m, f"accept.{finding}"))
 
     def _inputs(self, value: Value | None) -> tuple[InputSpec, ...]:
         m = self.mapping(value, "inputs", None)  # every key is an input name
@@ -318,6 +356,14 @@ class Parser(ShapeReader):
             )
             max_length = got if isinstance(got, int) else max_length
         unit = self.text(e.get("unit"), f"{where}.unit") or ""
+        step = None
+        if "step" in e:
+            if kind is not InputType.NUMBER:
+                self.problem(m.keys["step"], f"{where}.step is only for number inputs", key=f"{where}.step")
+            step = self.number(e.get("step"), f"{where}.step")
+            if step is not None and not step > 0:
+                self.problem(e["step"], f"{where}.step must be above 0", key=f"{where}.step")
+                step = None
         return InputSpec(
             name=name,
             type=kind,
@@ -331,10 +377,11 @@ class Parser(ShapeReader):
             default=default if isinstance(default, (int, float, bool, str)) else None,
             values=values,
             max_length=max_length,
+            step=float(step) if step is not None else None,
         )
 
     def _level(self, value: Value, where: str) -> Level | None:
-        m = self.mapping(value, where, ("code", "name", "rank", "then", "citation"), ("code", "name", "rank"))
+        m = self.mapping(value, where, LEVEL_KEYS, ("code", "name", "rank"))
         if m is None:
             return None
         code = self.text(m.entries.get("code"), f"{where}.code")
@@ -359,9 +406,7 @@ class Parser(ShapeReader):
         return Level(code, name, rank, self.pos(m, where), then, citations)
 
     def _unit(self, value: Value, where: str) -> Unit | None:
-        m = self.mapping(
-            value, where, ("id", "name", "duties", "citation", "member"), ("id", "name", "duties", "citation")
-        )
+        m = self.mapping(value, where, UNIT_KEYS, ("id", "name", "duties", "citation"))
         if m is None:
             return None
         uid = self.ident(m.entries.get("id"), f"{where}.id", CATALOGUE_ID)
@@ -377,7 +422,7 @@ class Parser(ShapeReader):
         m = self.mapping(
             value,
             where,
-            ("id", "name", "lead", "members", "duties", "citation"),
+            GROUP_KEYS,
             ("id", "name", "members", "duties", "citation"),
         )
         if m is None:
@@ -591,9 +636,7 @@ class Parser(ShapeReader):
             written = value.entries["id"]
             if isinstance(written, LScalar) and isinstance(written.value, str):
                 where = f"rule '{written.value}'"
-        m = self.mapping(
-            value, where, ("id", "title", "citation", "when", "then"), ("id", "title", "citation", "when", "then")
-        )
+        m = self.mapping(value, where, RULE_KEYS, RULE_KEYS)
         if m is None:
             return None
         rid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
@@ -611,7 +654,7 @@ class Parser(ShapeReader):
             written = value.entries.get("id")
             if isinstance(written, LScalar) and isinstance(written.value, str):
                 where = f"check '{written.value}'"
-        m = self.mapping(value, where, ("id", "require", "message", "citation"), ("id", "require", "message"))
+        m = self.mapping(value, where, CHECK_KEYS, ("id", "require", "message"))
         if m is None:
             return None
         cid = self.ident(m.entries.get("id"), f"{where}.id", RULE_ID) or ""
@@ -635,7 +678,7 @@ class Parser(ShapeReader):
         if "commanders" in e:
             found = []
             for item in self.listing(e["commanders"], f"{here} commanders", rid):
-                cm = self.mapping(item, f"{here} commander", ("role", "who"), ("role", "who"), rid)
+                cm = self.mapping(item, f"{here} commander", COMMANDER_KEYS, COMMANDER_KEYS, rid)
                 if cm is None:
                     continue
                 role = self.text(cm.entries.get("role"), f"{here} commander role", rid)

@@ -197,7 +197,10 @@ class ShapeReader:
     def each(self, value: Value | None, where: str, parse: Callable[[Value, str], T | None]) -> tuple[T, ...]:
         out = []
         for index, item in enumerate(self.listing(value, where)):
-            got = parse(item, f"{where}[{index}]")
+            # Name the entry by its id (or level code) too: `obligations[9] 'reply_20min'.within`.
+            ident = item.entries.get("id") or item.entries.get("code") if isinstance(item, LMap) else None
+            named = f" '{ident.value}'" if isinstance(ident, LScalar) and isinstance(ident.value, str) else ""
+            got = parse(item, f"{where}[{index}]{named}")
             if got is not None:
                 out.append(got)
         return tuple(out)

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -44,7 +45,11 @@ class Service:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.state = RulesState(
-            config.rules_dir, runtime or DurableRuntime(), self.metrics, config.run_fixtures_on_reload
+            config.rules_dir,
+            runtime or DurableRuntime(),
+            self.metrics,
+            config.run_fixtures_on_reload,
+            shadow=Path(config.shadow) if config.shadow else None,
         )
         self.registry.register(ActiveVersionCollector(self.state.active_versions))
         self.registry.register(RulesDirectoryCollector(self.state.directory_status))

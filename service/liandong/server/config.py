@@ -36,6 +36,7 @@ class Config:
     max_workers: int = 16
     max_message_bytes: int = 1024 * 1024
     run_fixtures_on_reload: bool = True
+    shadow: str = ""  # JSONL of recorded incidents replayed on each reload (liandong.shadow); empty: none
     workers: int = 1  # processes sharing the port (SO_REUSEPORT), each with its own engine; see server/workers.py
     reuse_port: bool = False  # set by the supervisor for its workers; not a flag
     max_concurrent_rpcs: int = 256  # calls running or queued at once; more get RESOURCE_EXHAUSTED
@@ -68,6 +69,8 @@ HELP = {
     "max_workers": "threads serving calls",
     "max_message_bytes": "largest request or response message",
     "run_fixtures_on_reload": "run every fixture before a reloaded set may serve",
+    "shadow": "JSON-lines file of recorded incidents: on each reload, answer them under the newest versions "
+    "and log and count the answers that would change",
     "workers": "processes serving the same port (SO_REUSEPORT), each with its own engine; 1 serves in this process",
     "max_concurrent_rpcs": "calls running or queued at once; more are refused with RESOURCE_EXHAUSTED",
     "max_stream_requests": "requests in one DetermineStream; the next ends the stream with RESOURCE_EXHAUSTED",
@@ -210,6 +213,7 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         run_fixtures_on_reload=_bool(
             "run_fixtures_on_reload", raw.get("run_fixtures_on_reload", base.run_fixtures_on_reload)
         ),
+        shadow=str(raw.get("shadow", base.shadow)),
         workers=int(_number("workers", raw.get("workers", base.workers), int, 1)),
         max_concurrent_rpcs=int(
             _number("max_concurrent_rpcs", raw.get("max_concurrent_rpcs", base.max_concurrent_rpcs), int, 1)

@@ -47,6 +47,9 @@ PROCESS_RESIDENT_MEMORY = "process_resident_memory_bytes"
 PROCESS_START_TIME = "process_start_time_seconds"
 PYTHON_INFO = "python_info"
 PYTHON_GC_COLLECTIONS = "python_gc_collections_total"
+SHADOW_COMPARED = "liandong_shadow_compared"  # incidents the last shadow replay answered under both versions
+SHADOW_CHANGED = "liandong_shadow_changed"  # of those, the answers that would change
+RULE_FINDINGS = "liandong_rule_findings"  # unaccepted findings of the analysis, per loaded version
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -87,6 +90,24 @@ class Metrics:
             LAST_RELOAD_SUCCESS, "Unix time of the last reload that swapped in a new rule set", registry=registry
         )
         self.serving = Gauge(SERVING, "1 while the service answers, 0 while loading or draining", registry=registry)
+        self.shadow_compared = Gauge(
+            SHADOW_COMPARED,
+            "Recorded incidents the last shadow replay (--shadow) answered under the serving and the newest version",
+            ["ruleset"],
+            registry=registry,
+        )
+        self.shadow_changed = Gauge(
+            SHADOW_CHANGED,
+            "Answers the last shadow replay (--shadow) found would change under the newest version",
+            ["ruleset"],
+            registry=registry,
+        )
+        self.rule_findings = Gauge(
+            RULE_FINDINGS,
+            "Unaccepted findings of the rule analysis (gaps, overlaps, masked rules, unused entries) per loaded version",
+            ["ruleset", "version"],
+            registry=registry,
+        )
         self.admin_denied = Counter(
             ADMIN_DENIED,
             "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited",

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import structlog
 
+from liandong import shadow
+from liandong.document.analysis import analyse, unaccepted
 from liandong.document.load import DOCUMENT_SUFFIX, hidden_paths
 from liandong.document.source import SourceError, read_file
+from liandong.engine.result import Incident
 from liandong.engine.runtime import DurableRuntime
 from liandong.errors import LiandongError, RuleDocumentInvalid
 from liandong.fixtures import run_all
@@ -91,11 +94,13 @@ class RulesState:
         metrics: Metrics,
         run_fixtures: bool = True,
         clock: Callable[[], dt.datetime] = _now,
+        shadow: Path | None = None,
     ) -> None:
         self.rules_dir = rules_dir
         self.runtime = runtime
         self.metrics = metrics
         self.run_fixtures = run_fixtures
+        self.shadow = shadow  # recorded incidents to replay on each reload (`--shadow`)
         self._clock = clock
         self._serving: Serving | None = None
         self._lock = threading.Lock()  # one reload at a time
@@ -182,6 +187,9 @@ class RulesState:
             errors.append(f"{self.rules_dir}: unexpected {type(exc).__name__} while loading: {exc}")
         ok = new is not None and not errors
         if ok and new is not None:
+            self._report_findings(new, trigger)
+            if self.shadow is not None and self._serving is not None:
+                self._shadow(self._serving.book, new, self.shadow, trigger)
             self._serving = Serving(new, built)
             self._serving_fingerprint = seen
             self.last_success_at = self._clock()
@@ -217,6 +225,53 @@ class RulesState:
                 kept_serving=self._serving is not None,
             )
         return outcome
+
+    def _report_findings(self, book: RuleBook, trigger: str) -> None:
+        """The analysis of every loaded version, as located warnings and a gauge (they do not stop a
+        reload: `liandong rules validate` is where they fail)."""
+        for name in book.rulesets():
+            for compiled in book.versions(name):
+                doc = compiled.document
+                found = unaccepted(analyse(doc))
+                self.metrics.rule_findings.labels(ruleset=doc.ruleset, version=doc.version).set(len(found))
+                if found:
+                    log.warning(
+                        "rules_findings",
+                        trigger=trigger,
+                        ruleset=doc.ruleset,
+                        version=doc.version,
+                        findings=[str(f) for f in found[:MAX_REPORTED_ERRORS]],
+                        count=len(found),
+                    )
+
+    def _shadow(self, serving: RuleBook, candidate: RuleBook, path: Path, trigger: str) -> None:
+        """Replay the recorded incidents: answered by the serving book now, and by the newest version
+        of each rule set in the new one; counts in the log and metrics, never a reason to refuse."""
+        try:
+            with path.open(encoding="utf-8") as stream:
+                incidents = list(shadow.read_jsonl(stream))
+        except (OSError, shadow.BadLine) as exc:
+            log.error("rules_shadow_failed", trigger=trigger, path=str(path), error=str(exc))
+            return
+        by_ruleset: dict[str, list[Incident]] = {}
+        for incident in incidents:
+            claimants = candidate.incident_types().get(incident.type, ())
+            if claimants:
+                by_ruleset.setdefault(claimants[0], []).append(incident)
+        for name, mine in sorted(by_ruleset.items()):
+            newest = candidate.versions(name)[-1].document.version
+            result = shadow.replay(serving, mine, newest, ruleset=name, candidate=candidate)
+            self.metrics.shadow_compared.labels(ruleset=name).set(result.compared)
+            self.metrics.shadow_changed.labels(ruleset=name).set(result.changed)
+            log.info(
+                "rules_shadow_replay",
+                trigger=trigger,
+                ruleset=name,
+                version=newest,
+                compared=result.compared,
+                changed=result.changed,
+                differences=[d.to_json() for d in result.differences[:20]],
+            )
 
     def active_versions(self) -> list[tuple[str, str, str]]:
         """(rule set, version, content hash) in force now, for each rule set serving."""
