@@ -13,9 +13,9 @@ from typing import TypeVar
 
 from liandong.document import words
 from liandong.document.model import (
-    Accepted,
     INCIDENT_REPORTED,
     START_EVENTS,
+    Accepted,
     AllOf,
     AnyOf,
     Boundary,
