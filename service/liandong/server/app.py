@@ -197,6 +197,7 @@ class Service:
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls (health NOT_SERVING), let in-flight calls finish within the grace period."""
         self._stopping.set()
+        self.bus.notify()  # watchers see the stop at once
         self._set_health(False)
         if self._server is not None:
             log.info("draining", grace_seconds=self.config.grace_seconds if grace is None else grace)

@@ -41,6 +41,7 @@ T = TypeVar("T")
 SERVICE_NAME = ipb.DESCRIPTOR.services_by_name["IncidentService"].full_name
 MAX_PAGE = 500
 WATCH_BATCH = 500
+WATCH_POLL = 1.0  # seconds: a watcher looks for other replicas' events at least this often
 
 STATES = {
     m.PENDING: ipb.TrackedObligation.STATE_PENDING,
@@ -558,6 +559,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
                 )
             after = request.after_sequence
             types: dict[str, str] = {}
+            context.add_callback(self.bus.notify)  # a cancelled or expired call wakes its wait at once
             while context.is_active() and not self.stopping.is_set():
                 seen = self.bus.generation()
                 batch = self.store.events(after, request.filter.incident_id, limit=WATCH_BATCH)
@@ -573,7 +575,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
                             continue
                     yield event_to_proto(e)
                 if len(batch) < WATCH_BATCH:
-                    self.bus.wait(seen, self.interval)
+                    self.bus.wait(seen, min(self.interval, WATCH_POLL))
         except Exception as exc:
             if context.is_active():
                 failure = refusal(exc, "WatchIncidents")
