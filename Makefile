@@ -70,6 +70,7 @@ docs: venv
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_run.py --out bench-out $(BENCH_ARGS)
+	PYTHONPATH=tests/bench $(BIN)/python tests/bench/bench_incidents.py --out bench-out $(BENCH_ARGS)  # docs/incidents.md, "Measured"
 
 validate: $(STAMP)
 	$(BIN)/liandong rules validate rules

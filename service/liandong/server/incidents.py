@@ -232,7 +232,10 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             raise IncidentNotFound(f"no incident '{incident_id}'", field=incident_id)
         return record
 
-    def to_state(self, change_or_record: Change | Record, serving: Serving | None = None) -> ipb.IncidentState:
+    def to_state(
+        self, change_or_record: Change | Record, serving: Serving | None = None, det: Determination | None = None
+    ) -> ipb.IncidentState:
+        """The state on the wire; `det`, when the call has just evaluated the merged facts, saves evaluating them again."""
         change = change_or_record if isinstance(change_or_record, Change) else None
         record = change.record if change else change_or_record
         assert isinstance(record, Record)
@@ -273,7 +276,10 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             msg.groups_dropped.extend(change.groups_dropped)
             msg.obligations_added.extend(change.obligations_added)
             msg.obligations_dropped.extend(change.obligations_dropped)
-        if serving is not None:
+        if serving is not None and det is not None:
+            compiled = next(c for c in serving.book.versions(record.ruleset) if c.document.version == record.version)
+            msg.determination.CopyFrom(serving.codecs[compiled.name].message(det, str(uuid.uuid4()), False))
+        elif serving is not None:
             try:
                 incident = Incident(
                     type=record.type, facts=dict(record.facts), id=record.id, occurred_at=record.opened_at
@@ -341,6 +347,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             reported_at = _from_ts(request.reported_at) if request.HasField("reported_at") else now
             patch = {k: value_from_proto(v) for k, v in request.facts.fields.items()}
             starts = {k: _from_ts(v) for k, v in request.start_events.items()}
+            judged: list[Determination] = []  # the last evaluation (a retried transaction evaluates again)
 
             def apply(before: Record | None) -> Change:
                 if before is None:
@@ -359,6 +366,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
                     incident_type, ruleset, version = before.type, before.ruleset, before.version
                 facts = life.merge_facts(before.facts if before else {}, patch)
                 det = self._evaluate(serving, incident_type, facts, ruleset, version, reported_at)
+                judged.append(det)
                 return life.report(
                     before,
                     det,
@@ -375,7 +383,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
 
             change = self.store.change(incident_id, apply)
             self._changed(change)
-            return self.to_state(change, serving)
+            return self.to_state(change, serving, judged[-1])
 
         return self._guard("Report", context, report)
 

@@ -90,7 +90,7 @@ class SqlStore:
             dbapi.isolation_level = None  # we issue BEGIN ourselves, below
             cursor = dbapi.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         @sa_event.listens_for(engine, "begin")
