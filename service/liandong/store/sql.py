@@ -1,8 +1,9 @@
 """The incident store over SQLAlchemy Core: SQLite (the default, one file in WAL mode) or PostgreSQL.
 
 SQLite: one writer at a time (BEGIN IMMEDIATE, and a lock in the process so threads queue here
-rather than in SQLite's busy loop); synchronous=FULL, so a change answered OK survives kill -9 and
-power loss. PostgreSQL: the incident row is locked (SELECT … FOR UPDATE) for the length of a
+rather than in SQLite's busy loop); WAL with synchronous=NORMAL: a change answered OK is in the WAL
+file before the answer leaves, so it survives kill -9 of the process at any instant (a power cut can
+lose the last commits; FULL would fsync each one, about 2-3 ms a report on the test machine). PostgreSQL: the incident row is locked (SELECT … FOR UPDATE) for the length of a
 change; clocks are claimed with FOR UPDATE SKIP LOCKED on their incident, so replicas share them and
 each fires once. Event sequences come from one counter row taken last in each transaction.
 """
