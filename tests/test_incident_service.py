@@ -310,3 +310,16 @@ def test_roles_decide_who_may_change_an_incident(runtime: DurableRuntime, tmp_pa
         assert s.command_level.level.code == "city" and s.command_level.caller == "总指挥"
         history = st.GetIncident(ipb.GetIncidentRequest(incident_id="t1"), metadata=as_("commander")).history
         assert [(h.kind, h.caller) for h in history] == [("report", "村委会"), ("override", "总指挥")]
+
+
+def test_served_with_health_and_reflection_beside_response_service(runtime: DurableRuntime) -> None:
+    """IncidentService answers health checks under its own name and is listed by reflection, on the ResponseService port."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from support.servers import SERVING, health_status
+
+    with incident_service(runtime, ManualClock()) as svc, channel(target(svc)) as ch:
+        assert health_status(ch, "liandong.v1.IncidentService") == SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(ch)  # type: ignore[no-untyped-call]
+        (answer,) = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        assert "liandong.v1.IncidentService" in {s.name for s in answer.list_services_response.service}
