@@ -35,6 +35,40 @@ RETRIES = 5
 SQLITE_FILE = "liandong.sqlite3"
 
 
+# Statements built once: building one per call (coercions, cache keys) cost more than running it.
+_INCIDENT_COLUMNS = (
+    "type",
+    "ruleset",
+    "version",
+    "status",
+    "rev",
+    "level_code",
+    "level_rank",
+    "opened_at",
+    "updated_at",
+    "record",
+)
+_SELECT_INCIDENT = sa.select(t.incidents.c.record, t.incidents.c.rev).where(t.incidents.c.id == sa.bindparam("b_id"))
+_SELECT_INCIDENT_LOCKED = _SELECT_INCIDENT.with_for_update()
+_SELECT_INCIDENT_SKIP = _SELECT_INCIDENT.with_for_update(skip_locked=True)
+_UPDATE_INCIDENT = (
+    sa.update(t.incidents)
+    .where(t.incidents.c.id == sa.bindparam("b_id"))
+    .values({name: sa.bindparam(name) for name in _INCIDENT_COLUMNS})
+)
+_INSERT_INCIDENT = sa.insert(t.incidents)
+_INSERT_HISTORY = sa.insert(t.history)
+_DELETE_CLOCKS = sa.delete(t.clocks).where(t.clocks.c.incident_id == sa.bindparam("b_id"))
+_INSERT_CLOCKS = sa.insert(t.clocks)
+_TAKE_SEQUENCES = (
+    sa.update(t.counters)
+    .where(t.counters.c.name == "events")
+    .values(value=t.counters.c.value + sa.bindparam("n", type_=sa.BigInteger))
+    .returning(t.counters.c.value)
+)
+_INSERT_EVENTS = sa.insert(t.events)
+
+
 def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
@@ -151,10 +185,10 @@ class SqlStore:
     def _lock_incident(self, conn: Connection, incident_id: str, skip_locked: bool = False) -> tuple[bool, Any]:
         """(found-or-lockable, row): the incident row locked for this transaction (PostgreSQL;
         SQLite's write transaction already excludes every other writer)."""
-        query = sa.select(t.incidents.c.record, t.incidents.c.rev).where(t.incidents.c.id == incident_id)
+        query = _SELECT_INCIDENT
         if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=skip_locked)
-        row = conn.execute(query).first()
+            query = _SELECT_INCIDENT_SKIP if skip_locked else _SELECT_INCIDENT_LOCKED
+        row = conn.execute(query, {"b_id": incident_id}).first()
         return True, row
 
     def _store(self, conn: Connection, change: Change, existed: bool, clocks_before: dict[str, dt.datetime]) -> Change:
@@ -202,17 +236,12 @@ class SqlStore:
         numbered: list[Event] = []
         if change.events:
             # Taken last, so the counter row is held for as short a time as the transaction allows.
-            last = conn.execute(
-                sa.update(t.counters)
-                .where(t.counters.c.name == "events")
-                .values(value=t.counters.c.value + len(change.events))
-                .returning(t.counters.c.value)
-            ).scalar_one()
+            last = conn.execute(_TAKE_SEQUENCES, {"n": len(change.events)}).scalar_one()
             first = int(last) - len(change.events) + 1
             for i, e in enumerate(change.events):
                 numbered.append(Event(e.kind, e.incident_id, e.at, e.rev, e.body, sequence=first + i))
             conn.execute(
-                sa.insert(t.events),
+                _INSERT_EVENTS,
                 [
                     {
                         "sequence": e.sequence,
