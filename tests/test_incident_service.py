@@ -323,3 +323,35 @@ def test_served_with_health_and_reflection_beside_response_service(runtime: Dura
         reflect = reflection_pb2_grpc.ServerReflectionStub(ch)  # type: ignore[no-untyped-call]
         (answer,) = list(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
         assert "liandong.v1.IncidentService" in {s.name for s in answer.list_services_response.service}
+
+
+def test_mutual_tls_subject_is_an_identity(runtime: DurableRuntime, tmp_path: Path) -> None:
+    """Over mutual TLS the client certificate's subject names the caller: its roles apply and the history records it."""
+    from liandong.tls import channel_credentials
+    from support.certs import make_certs
+
+    pki = make_certs(tmp_path / "pki")
+    identities = tmp_path / "identities.yaml"
+    identities.write_text(
+        "callers:\n  - name: 调度台\n    subject: CN=dispatch-client\n    roles: [report]\n", encoding="utf-8"
+    )
+    flags = dict(
+        tls_cert=str(pki.server_cert),
+        tls_key=str(pki.server_key),
+        tls_client_ca=str(pki.ca),
+        identities=str(identities),
+    )
+    with incident_service(runtime, ManualClock(), **flags) as svc:
+        creds = channel_credentials(str(pki.ca), str(pki.client_cert), str(pki.client_key))
+        ch = grpc.secure_channel(f"localhost:{svc.port}", creds)
+        try:
+            st = stub(ch)
+            _open(st)
+            denied = _code(
+                lambda: st.Close(ipb.CloseRequest(incident_id="t1", by="x")),
+            )
+            assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+            history = st.GetIncident(ipb.GetIncidentRequest(incident_id="t1")).history
+            assert [(h.kind, h.caller) for h in history] == [("report", "调度台")]
+        finally:
+            ch.close()
