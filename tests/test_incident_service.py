@@ -175,6 +175,14 @@ def test_overdue_by_injected_clock_and_resumed_watch(runtime: DurableRuntime) ->
         assert sample(registry, names.OBLIGATIONS_OVERDUE + "_total", ruleset="township-mass-incident") == 4
         assert sample(registry, names.TIMER_LAG + "_count") == 4
         assert sample(registry, names.INCIDENTS_OPEN, ruleset="township-mass-incident", level="township") == 1
+        _open(st, "t2", participants=600)
+        listed = st.ListIncidents(ipb.ListIncidentsRequest(level_at_least="county"))
+        assert [s.incident_id for s in listed.incidents] == ["t2"]
+        page = st.ListIncidents(ipb.ListIncidentsRequest(status=ipb.INCIDENT_STATUS_OPEN, page_size=1))
+        assert [s.incident_id for s in page.incidents] == ["t1"] and page.next_page_token
+        rest = st.ListIncidents(ipb.ListIncidentsRequest(page_size=1, page_token=page.next_page_token))
+        assert [s.incident_id for s in rest.incidents] == ["t2"] and not rest.next_page_token
+        assert st.ListIncidents(ipb.ListIncidentsRequest(status=ipb.INCIDENT_STATUS_CLOSED)).incidents == []
 
 
 def _code(fn: object, *args: object) -> grpc.RpcError:
