@@ -258,12 +258,20 @@ class SqlStore:
 
     # -- changes -------------------------------------------------------------------------------
     def change(self, incident_id: str, fn: Callable[[Record | None], Change]) -> Change:
+        """fn runs first on the record as read without a lock, so the rules are evaluated while other
+        changes write; in the transaction, if the incident moved on meanwhile, fn runs again on the
+        locked record. fn must be pure: it may run twice, and only the run on the locked record counts."""
+        guess = self.get(incident_id)
+        early = fn(guess)  # an exception here: nothing was written
         for attempt in range(RETRIES):
             try:
                 with self._write("change") as conn:
                     _, row = self._lock_incident(conn, incident_id)
-                    before = Record.of(json.loads(row.record)) if row is not None else None
-                    change = fn(before)
+                    if (int(row.rev) if row is not None else None) == (guess.rev if guess else None):
+                        before, change = guess, early
+                    else:
+                        before = Record.of(json.loads(row.record)) if row is not None else None
+                        change = fn(before)
                     if not change.changed:
                         return change
                     return self._store(conn, change, row is not None, before.clocks() if before else {})
