@@ -213,3 +213,15 @@ def test_unreachable_store_is_unavailable(tmp_path: Path) -> None:
         with pytest.raises(StoreUnavailable):
             s.change("z", lambda before: _opening("z"))
         s.close()
+
+
+def test_migrations_make_the_schema_the_code_uses(store: SqlStore) -> None:
+    """The database the Alembic migrations made matches store/schema.py exactly (autogenerate finds no difference)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from liandong.store import schema
+
+    with store._writer.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert differences == []

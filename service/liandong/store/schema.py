@@ -22,6 +22,7 @@ incidents = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("record", sa.Text, nullable=False),  # the Record as JSON
 )
+sa.Index("ix_incidents_updated", incidents.c.updated_at, incidents.c.id)
 
 history = sa.Table(
     "incident_history",
