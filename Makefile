@@ -73,6 +73,7 @@ docs: venv
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_run.py --out bench-out $(BENCH_ARGS)
+	PYTHONPATH=tests/bench $(BIN)/python tests/bench/bench_incidents.py --out bench-out $(BENCH_ARGS)  # docs/incidents.md, "Measured"
 
 # The deploy files made from others (rules ConfigMap and volume items from rules/, the PrometheusRule
 # from deploy/prometheus/liandong-rules.yml): run after adding a rule file; `make test` checks them.

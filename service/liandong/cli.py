@@ -16,7 +16,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from liandong import coverage, shadow
 from liandong.document.analysis import analyse, unaccepted
@@ -491,6 +491,136 @@ def cmd_rulesets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _incident_client(args: argparse.Namespace) -> Any:
+    from liandong.client import Client
+
+    token = args.token or os.environ.get("LIANDONG_TOKEN", "")
+    return Client(args.target, timeout=args.timeout, credentials=_credentials(args), token=token)
+
+
+def _state_text(state: Any) -> str:
+    from liandong.v1 import incidents_pb2 as ipb
+
+    command = state.command_level
+    held = f" (override by {command.set_by}: {command.reason})" if command.overridden else ""
+    lines = [
+        f"incident   {state.incident_id}  {ipb.IncidentStatus.Name(state.status).removeprefix('INCIDENT_STATUS_').lower()}  version {state.version}",
+        f"rule set   {state.ruleset} {state.ruleset_version}",
+        f"rules      {state.rules_level.name or '-'}",
+        f"command    {command.level.name or '-'}{held}  [{ipb.LevelChange.Name(state.change).removeprefix('LEVEL_CHANGE_').lower()}]",
+    ]
+    if state.units_added:
+        lines.append("added      " + ", ".join(u.name for u in state.units_added))
+    if state.units_dropped:
+        lines.append("dropped    " + ", ".join(u.name for u in state.units_dropped))
+    for o in state.obligations:
+        st = ipb.TrackedObligation.State.Name(o.state).removeprefix("STATE_").lower()
+        due = f" due {o.due_at.ToJsonString()}" if o.HasField("due_at") else ""
+        lines.append(f"  [{st}] {o.id}{due}  {o.text}")
+    return "\n".join(lines)
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    from google.protobuf.json_format import MessageToJson
+
+    from liandong.v1 import incidents_pb2 as ipb
+
+    def show(msg: Any, text: Callable[[Any], str] | None = None) -> None:
+        if args.json or text is None:
+            print(MessageToJson(msg, ensure_ascii=False, indent=2))
+        else:
+            print(text(msg))
+
+    try:
+        with _incident_client(args) as client:
+            action = args.incident_command
+            if action == "report":
+                facts = dict(parse_fact(f) for f in args.fact)
+                facts.update({name: None for name in args.remove})
+                show(
+                    client.report(
+                        args.id, facts, incident_type=args.type, reporter=args.reporter, ruleset=args.ruleset
+                    ),
+                    _state_text,
+                )
+            elif action == "get":
+                show(client.get_incident(args.id))
+            elif action == "list":
+                req = ipb.ListIncidentsRequest(
+                    type=args.type,
+                    level_at_least=args.level_at_least,
+                    page_size=args.page_size,
+                    page_token=args.page_token,
+                )
+                if args.status:
+                    req.status = ipb.IncidentStatus.Value("INCIDENT_STATUS_" + args.status.upper())  # type: ignore[assignment]
+                show(client.list_incidents(req))
+            elif action == "watch":
+                for count, event in enumerate(
+                    client.watch(args.after, incident_id=args.id, timeout=args.for_seconds), 1
+                ):
+                    print(MessageToJson(event, ensure_ascii=False, indent=None), flush=True)
+                    if args.count and count >= args.count:
+                        break
+            elif action == "ack":
+                show(client.acknowledge(args.id, args.obligation, args.unit, args.note), _state_text)
+            elif action == "close":
+                show(client.close_incident(args.id, by=args.by, reason=args.reason), _state_text)
+            elif action == "set-level":
+                show(client.set_command_level(args.id, args.level, by=args.by, reason=args.reason), _state_text)
+    except LiandongError as exc:
+        return _client_error(exc)
+    return EXIT_OK
+
+
+def _add_incident_parser(sub: Any, target: str) -> None:
+    incident = sub.add_parser("incident", help="follow incidents on a running service (IncidentService)")
+    isub = incident.add_subparsers(dest="incident_command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = isub.add_parser(name, help=text)
+        _add_connection_flags(p, target)
+        p.add_argument("--token", default="", help="bearer token (default: $LIANDONG_TOKEN)")
+        p.add_argument("--json", action="store_true", help="print the answer as JSON")
+        p.set_defaults(func=cmd_incident)
+        return p
+
+    report = command("report", "open an incident or report new facts about it")
+    report.add_argument("id", help="incident id")
+    report.add_argument("--type", default="", help="incident type (first report only)")
+    report.add_argument("--fact", action="append", default=[], metavar="NAME=VALUE", help="a fact; repeat for more")
+    report.add_argument("--remove", action="append", default=[], metavar="NAME", help="a fact no longer true")
+    report.add_argument("--reporter", default="", help="who reports")
+    report.add_argument("--ruleset", default="", help="rule set (first report only)")
+    get = command("get", "an incident with its whole history")
+    get.add_argument("id")
+    listing = command("list", "incidents, filtered and paged")
+    listing.add_argument("--status", choices=("open", "closed"), default="")
+    listing.add_argument("--type", default="")
+    listing.add_argument("--level-at-least", default="", help="a level code")
+    listing.add_argument("--page-size", type=int, default=50)
+    listing.add_argument("--page-token", default="")
+    watch = command("watch", "print events as JSON lines, from after a sequence number")
+    watch.add_argument("--after", type=int, default=0, help="the last sequence seen (default 0: all)")
+    watch.add_argument("--id", default="", help="one incident only")
+    watch.add_argument("--count", type=int, default=0, help="stop after this many events")
+    watch.add_argument("--for-seconds", type=float, default=None, help="stop after this long")
+    ack = command("ack", "acknowledge an obligation as met by a unit")
+    ack.add_argument("id")
+    ack.add_argument("obligation")
+    ack.add_argument("--unit", required=True)
+    ack.add_argument("--note", default="")
+    close = command("close", "stand the incident down (响应终止)")
+    close.add_argument("id")
+    close.add_argument("--by", required=True)
+    close.add_argument("--reason", default="")
+    level = command("set-level", "a commander's override of the command level")
+    level.add_argument("id")
+    level.add_argument("level", help="a level code of the incident's rule set")
+    level.add_argument("--by", required=True)
+    level.add_argument("--reason", default="", help="required to go below the rules' level")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liandong", description="Emergency-plan rules engine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -605,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     rulesets = sub.add_parser("rulesets", help="list the rule sets a running service has loaded")
     _add_connection_flags(rulesets, defaults.listen)
     rulesets.set_defaults(func=cmd_rulesets)
+    _add_incident_parser(sub, defaults.listen)
     return parser
 
 

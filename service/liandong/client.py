@@ -39,6 +39,8 @@ from liandong.errors import (
     RuleSetNotFound,
     UnknownIncidentType,
 )
+from liandong.v1 import incidents_pb2 as ipb
+from liandong.v1 import incidents_pb2_grpc as ipb_grpc
 from liandong.v1 import liandong_pb2 as pb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from liandong.wire import MAX_BATCH, TIMING_BACK, deadline_from_proto, value_from_proto
@@ -138,14 +140,18 @@ class Client:
         backoff: float = 0.1,
         channel: grpc.Channel | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str = "",
     ) -> None:
-        """`credentials` (e.g. liandong.tls.channel_credentials(ca, cert, key)) for a TLS server."""
+        """`credentials` (e.g. liandong.tls.channel_credentials(ca, cert, key)) for a TLS server;
+        `token`: the bearer token IncidentService knows this caller by (sent on incident calls only)."""
         if channel is None:
             channel = (
                 grpc.secure_channel(target, credentials) if credentials is not None else grpc.insecure_channel(target)
             )
         self._channel = channel
         self._stub = pb_grpc.ResponseServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._incidents = ipb_grpc.IncidentServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -260,8 +266,102 @@ class Client:
         )
         return result
 
+    # -- back to domain values, so a client can render an answer the way the rule-author CLI does ----
+    # -- IncidentService (docs/incidents.md) ------------------------------------------------------
+    # Calls that change an incident are not retried: a report that was written but whose answer was
+    # lost would be recorded twice. Reads are retried on UNAVAILABLE like Determine.
+    # Their failures are ServiceError with the status code (NOT_FOUND, PERMISSION_DENIED, ...).
+    def _once(self, fn: Callable[[float], T], retry: bool = False) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn(self.timeout)
+            except grpc.RpcError as error:
+                if retry and error.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    time.sleep(self.backoff * (2**attempt))
+                    attempt += 1
+                    continue
+                raise ServiceError(error.code(), error.details() or "") from None
 
-# -- back to domain values, so a client can render an answer the way the rule-author CLI does ----
+    def report(
+        self,
+        incident_id: str,
+        facts: Mapping[str, object],
+        *,
+        incident_type: str = "",
+        reported_at: dt.datetime | None = None,
+        reporter: str = "",
+        ruleset: str = "",
+        version: str = "",
+        start_events: Mapping[str, dt.datetime] | None = None,
+    ) -> ipb.IncidentState:
+        """Open the incident (its first report needs incident_type) or merge these facts into it;
+        a None value removes a fact."""
+        req = ipb.ReportRequest(
+            incident_id=incident_id, type=incident_type, reporter=reporter, ruleset=ruleset, version=version
+        )
+        req.facts.update(facts)  # type: ignore[arg-type]
+        if reported_at is not None:
+            req.reported_at.FromDatetime(reported_at)
+        for name, moment in (start_events or {}).items():
+            req.start_events[name].FromDatetime(moment)
+        answer: ipb.IncidentState = self._once(
+            lambda t: self._incidents.Report(req, timeout=t, metadata=self._metadata)
+        )
+        return answer
+
+    def set_command_level(self, incident_id: str, level: str, *, by: str, reason: str = "") -> ipb.IncidentState:
+        req = ipb.SetCommandLevelRequest(incident_id=incident_id, level=level, by=by, reason=reason)
+        answer: ipb.IncidentState = self._once(
+            lambda t: self._incidents.SetCommandLevel(req, timeout=t, metadata=self._metadata)
+        )
+        return answer
+
+    def acknowledge(self, incident_id: str, obligation_id: str, unit: str, note: str = "") -> ipb.IncidentState:
+        req = ipb.AcknowledgeRequest(incident_id=incident_id, obligation_id=obligation_id, unit=unit, note=note)
+        answer: ipb.IncidentState = self._once(
+            lambda t: self._incidents.Acknowledge(req, timeout=t, metadata=self._metadata)
+        )
+        return answer
+
+    def close_incident(self, incident_id: str, *, by: str, reason: str = "") -> ipb.IncidentState:
+        req = ipb.CloseRequest(incident_id=incident_id, by=by, reason=reason)
+        answer: ipb.IncidentState = self._once(lambda t: self._incidents.Close(req, timeout=t, metadata=self._metadata))
+        return answer
+
+    def get_incident(self, incident_id: str) -> ipb.IncidentRecord:
+        req = ipb.GetIncidentRequest(incident_id=incident_id)
+        answer: ipb.IncidentRecord = self._once(
+            lambda t: self._incidents.GetIncident(req, timeout=t, metadata=self._metadata), retry=True
+        )
+        return answer
+
+    def list_incidents(self, request: ipb.ListIncidentsRequest | None = None) -> ipb.ListIncidentsResponse:
+        req = request or ipb.ListIncidentsRequest()
+        answer: ipb.ListIncidentsResponse = self._once(
+            lambda t: self._incidents.ListIncidents(req, timeout=t, metadata=self._metadata), retry=True
+        )
+        return answer
+
+    def watch(
+        self, after_sequence: int = 0, *, incident_id: str = "", incident_type: str = "", timeout: float | None = None
+    ) -> Iterator[ipb.IncidentEvent]:
+        """Every event after after_sequence, then new ones as they happen (until timeout, if given).
+        Reconnect with the last sequence seen to miss nothing and repeat nothing."""
+        req = ipb.WatchIncidentsRequest(
+            after_sequence=after_sequence, filter=ipb.IncidentFilter(incident_id=incident_id, type=incident_type)
+        )
+        stream = self._incidents.WatchIncidents(req, timeout=timeout, metadata=self._metadata)
+        try:
+            yield from stream
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and timeout is not None:
+                return
+            raise ServiceError(error.code(), error.details() or "") from None
+        finally:
+            stream.cancel()
+
+
 def _citation_back(c: pb.Citation) -> Citation:
     return Citation(c.document, c.clause)
 

@@ -167,3 +167,38 @@ class DeadlineUnknown(EvaluationError):
         super().__init__(message)
         self.year = year
         self.known_until = known_until
+
+
+class IncidentError(LiandongError):
+    """A call about a followed incident (IncidentService) was refused, or its record cannot be reached."""
+
+    code = "incident_refused"
+
+    def __init__(self, message: str, *, field: str = "", reason: str = "", ruleset: str = "") -> None:
+        super().__init__(message, ruleset=ruleset)
+        self.field = field  # the request field at fault, for a BadRequest field violation
+        self.reason = reason or self.code
+
+
+class IncidentNotFound(IncidentError):
+    """No incident has this id."""
+
+    code = "incident_not_found"
+
+
+class IncidentClosed(IncidentError):
+    """The incident was closed (响应终止): nothing may change it any more."""
+
+    code = "incident_closed"
+
+
+class IncidentRequestInvalid(IncidentError):
+    """A field of the call cannot be used: a changed type, a level the rule set lacks, a missing reason."""
+
+    code = "incident_request_invalid"
+
+
+class StoreUnavailable(IncidentError):
+    """The incident store cannot be reached; nothing of the call was written."""
+
+    code = "store_unavailable"

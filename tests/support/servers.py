@@ -7,6 +7,7 @@ test asks for them with metrics_listen=f"{LOOPBACK}:0".
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 def make_config(rules_dir: Path, **flags: object) -> config.Config:
     """The service's configuration for these flags, on a free loopback port, metrics off unless asked."""
     merged: dict[str, object] = {"listen": f"{LOOPBACK}:0", "metrics_listen": "", "rules_dir": str(rules_dir)}
+    # The incident store's SQLite file goes to a temporary directory, never into the working tree.
+    merged["data_dir"] = tempfile.mkdtemp(prefix="liandong-data-")
     merged.update(flags)
     return config.load(merged, env={})
 

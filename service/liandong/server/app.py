@@ -18,19 +18,32 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from liandong.engine.runtime import DurableRuntime
+from liandong.errors import StoreUnavailable
+from liandong.server import identity
 from liandong.server.admin import AdminServicer
-from liandong.server.config import Config
-from liandong.server.metrics import ActiveVersionCollector, Metrics, RulesDirectoryCollector, add_process_collectors
+from liandong.server.clocks import ClockLoop, EventBus, Now, file_clock, system_now
+from liandong.server.config import Config, is_loopback
+from liandong.server.incidents import IncidentServicer
+from liandong.server.incidents import register as register_incidents
+from liandong.server.metrics import (
+    ActiveVersionCollector,
+    IncidentCollector,
+    Metrics,
+    RulesDirectoryCollector,
+    add_process_collectors,
+)
 from liandong.server.reload import RulesState, SignalReloads, Watcher
 from liandong.server.servicer import ResponseServicer, register
 from liandong.server.web.serve import WebServer
+from liandong.store.sql import describe, open_store
 from liandong.tls import TLSError, server_credentials
-from liandong.v1 import admin_pb2, admin_pb2_grpc, liandong_pb2
+from liandong.v1 import admin_pb2, admin_pb2_grpc, incidents_pb2, liandong_pb2
 
 log = structlog.get_logger("liandong.server")
 
 RESPONSE_SERVICE = liandong_pb2.DESCRIPTOR.services_by_name["ResponseService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["RulesAdminService"].full_name
+INCIDENT_SERVICE = incidents_pb2.DESCRIPTOR.services_by_name["IncidentService"].full_name
 
 
 class StartupError(Exception):
@@ -39,8 +52,13 @@ class StartupError(Exception):
 
 class Service:
     def __init__(
-        self, config: Config, registry: CollectorRegistry | None = None, runtime: DurableRuntime | None = None
+        self,
+        config: Config,
+        registry: CollectorRegistry | None = None,
+        runtime: DurableRuntime | None = None,
+        now: Now | None = None,
     ) -> None:
+        """`now`: the clock incidents are judged by (tests inject one); else --clock-file, else the system's."""
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -63,10 +81,18 @@ class Service:
         self._metrics_httpd: Any = None
         self._stopping = threading.Event()
         self._watcher: Watcher | None = None
+        self.now: Now = now or (file_clock(config.clock_file) if config.clock_file else system_now)
+        self.store = open_store(
+            config.store, config.data_dir, on_error=lambda op: self.metrics.store_errors.labels(operation=op).inc()
+        )
+        self.registry.register(IncidentCollector(self.store.open_counts, self.store.pending_clocks))
+        self.bus = EventBus()
+        self.incidents: IncidentServicer | None = None
+        self.clocks: ClockLoop | None = None
 
     def _set_health(self, serving: bool) -> None:
         value = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", RESPONSE_SERVICE):
+        for name in ("", RESPONSE_SERVICE, INCIDENT_SERVICE):
             self.health.set(name, value)
         self.metrics.serving.set(1 if serving else 0)
 
@@ -105,9 +131,28 @@ class Service:
             max_message_bytes=c.max_message_bytes,
         )
         register(servicer, server)
+        try:
+            identities = identity.load(c.identities, loopback_plaintext=credentials is None and is_loopback(c.listen))
+        except identity.IdentitiesError as exc:
+            self._close_metrics()
+            raise StartupError(str(exc)) from None
+        self.incidents = IncidentServicer(
+            self.state,
+            self.store,
+            identities,
+            self.metrics,
+            self.now,
+            self.bus,
+            at_once_grace=c.at_once_grace,
+            interval=c.clock_interval,
+            stopping=self._stopping,
+            on_change=lambda change: self.clocks.wake() if self.clocks else None,
+        )
+        register_incidents(self.incidents, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         services = [
             RESPONSE_SERVICE,
+            INCIDENT_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
@@ -153,6 +198,23 @@ class Service:
             self.stop(0)
             shown = "\n".join(outcome.errors[:20])
             raise StartupError(f"no valid rules to serve from {c.rules_dir}:\n{shown}")
+        try:
+            self.store.migrate()
+        except StoreUnavailable as exc:  # Determine serves on; incident calls answer UNAVAILABLE until it is back
+            log.warning("store_unavailable", error=exc.message)
+        self.clocks = ClockLoop(
+            self.store,
+            self.now,
+            self.metrics,
+            self.bus,
+            self.incidents.current_obligation,
+            c.late_after,
+            c.clock_interval,
+            self._stopping,
+            on_change=self.incidents._changed_by_clock,
+        )
+        self.clocks.start()
+        log.info("incident_store", store=describe(self.store.url), dialect=self.store.dialect)
         self._set_health(True)
         if watcher is not None:
             watcher.start()
@@ -161,6 +223,7 @@ class Service:
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls (health NOT_SERVING), let in-flight calls finish within the grace period."""
         self._stopping.set()
+        self.bus.notify()  # watchers see the stop at once
         self._set_health(False)
         grace = self.config.grace_seconds if grace is None else grace
         if self._server is not None or self._web is not None:
@@ -172,6 +235,10 @@ class Service:
         if stopped is not None:
             stopped.wait()
             self._server = None
+        if self.clocks is not None:
+            self.clocks.stop()
+            self.clocks = None
+        self.store.close()
         self._close_metrics()
         log.info("stopped")
 

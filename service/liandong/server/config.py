@@ -46,12 +46,25 @@ class Config:
     tls_client_ca: str = ""  # PEM CA: clients must present a certificate it signed (mutual TLS)
     allow_plaintext: bool = False  # plaintext on an address other than loopback needs this
     http: str = ""  # the web pages and the /v1 HTTP/JSON door (server/web); empty: not served
+    # Incidents (docs/incidents.md): where they are kept, who may change them, how clocks judge.
+    data_dir: Path = Path("data")  # the SQLite file's directory, when --store is empty
+    store: str = ""  # empty: SQLite under data_dir; or sqlite:///PATH, postgresql://USER@HOST/DB
+    identities: str = ""  # YAML file: callers by bearer token or client-certificate subject, and their roles
+    at_once_grace: float = 300.0  # seconds an obligation due at once may stay unacknowledged before it is overdue
+    late_after: float = 5.0  # an overdue event written more than this many seconds after its time is marked late
+    clock_interval: float = 0.25  # seconds between looks for due clocks (and for other replicas' events)
+    clock_file: str = ""  # tests only: read "now" (ISO 8601) from this file instead of the system clock
 
     def redacted(self) -> dict[str, object]:
         """Settings fit for a log line: the token never appears."""
         out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["admin_token"] = "set" if self.admin_token else ""
         out["rules_dir"] = str(self.rules_dir)
+        out["data_dir"] = str(self.data_dir)
+        if self.store:
+            from liandong.store.sql import describe  # the password never reaches a log line
+
+            out["store"] = describe(self.store)
         return out
 
 
@@ -79,6 +92,13 @@ HELP = {
     "tls_client_ca": "PEM CA file: require client certificates it signed (mutual TLS)",
     "allow_plaintext": "allow plaintext gRPC on an address that is not loopback",
     "http": "serve the web pages and the /v1 HTTP/JSON door on this host:port, e.g. 127.0.0.1:8080 ('' = off); same TLS as gRPC",
+    "data_dir": "directory of the SQLite incident store (used when --store is empty)",
+    "store": "incident store URL: postgresql://USER:PASSWORD@HOST/DB for several replicas, or sqlite:///PATH",
+    "identities": "YAML file of callers (bearer tokens, client-certificate subjects) and their roles; see docs/incidents.md",
+    "at_once_grace": "seconds an obligation due at once may stay unacknowledged before it is overdue",
+    "late_after": "seconds after its time past which an overdue event is marked late",
+    "clock_interval": "seconds between looks for due clocks and for other replicas' events",
+    "clock_file": "tests only: read the current time (ISO 8601) from this file",
 }
 
 
@@ -226,4 +246,19 @@ def load(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | Non
         tls_client_ca=tls_client_ca,
         allow_plaintext=allow_plaintext,
         http=http,
+        data_dir=Path(str(raw.get("data_dir", base.data_dir))),
+        store=_store(str(raw.get("store", base.store))),
+        identities=str(raw.get("identities", base.identities)),
+        at_once_grace=float(_number("at_once_grace", raw.get("at_once_grace", base.at_once_grace), float, 0)),
+        late_after=float(_number("late_after", raw.get("late_after", base.late_after), float, 0)),
+        clock_interval=float(_number("clock_interval", raw.get("clock_interval", base.clock_interval), float, 0.01)),
+        clock_file=str(raw.get("clock_file", base.clock_file)),
     )
+
+
+def _store(value: str) -> str:
+    if value and not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+        raise ConfigError(
+            f"--store / {env_name('store')}: use postgresql://USER:PASSWORD@HOST/DB or sqlite:///PATH (empty: SQLite under --data-dir)"
+        )
+    return value

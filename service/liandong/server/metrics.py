@@ -7,7 +7,7 @@ rule ids come only from loaded documents, never from what a caller sends.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 
 from prometheus_client import (
@@ -50,6 +50,16 @@ PYTHON_GC_COLLECTIONS = "python_gc_collections_total"
 SHADOW_COMPARED = "liandong_shadow_compared"  # incidents the last shadow replay answered under both versions
 SHADOW_CHANGED = "liandong_shadow_changed"  # of those, the answers that would change
 RULE_FINDINGS = "liandong_rule_findings"  # unaccepted findings of the analysis, per loaded version
+# Incidents (server/incidents.py, server/clocks.py). The open and pending gauges are counted in the
+# store at scrape time, so every replica reports the same numbers.
+INCIDENTS_OPEN = "liandong_incidents_open"
+INCIDENT_LEVEL_CHANGES = "liandong_incident_level_changes"  # _total is added by the client library
+OBLIGATIONS_OVERDUE = "liandong_obligations_overdue"  # _total is added by the client library
+OBLIGATIONS_PENDING = "liandong_obligations_pending"
+TIMER_LAG = "liandong_timer_lag_seconds"
+STORE_ERRORS = "liandong_store_errors"  # _total is added by the client library
+INCIDENT_DENIED = "liandong_incident_denied"  # _total is added by the client library
+TIMER_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0, 300.0, 3600.0)
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -111,6 +121,33 @@ class Metrics:
         self.admin_denied = Counter(
             ADMIN_DENIED,
             "Admin calls refused, by reason (missing, wrong): every one, though their log lines are rate-limited",
+            ["reason"],
+            registry=registry,
+        )
+        self.level_changes = Counter(
+            INCIDENT_LEVEL_CHANGES,
+            "Command level changes of incidents, by rule set and direction (escalated, lowered)",
+            ["ruleset", "direction"],
+            registry=registry,
+        )
+        self.obligations_overdue = Counter(
+            OBLIGATIONS_OVERDUE, "Obligations that became overdue, by rule set", ["ruleset"], registry=registry
+        )
+        self.timer_lag = Histogram(
+            TIMER_LAG,
+            "From a clock's due time to its overdue event being written",
+            buckets=TIMER_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            STORE_ERRORS,
+            "Incident store operations that failed to reach the store, by operation",
+            ["operation"],
+            registry=registry,
+        )
+        self.incident_denied = Counter(
+            INCIDENT_DENIED,
+            "IncidentService calls refused for identity or role, by reason (unauthenticated, permission)",
             ["reason"],
             registry=registry,
         )
@@ -191,3 +228,26 @@ class ActiveVersionCollector(Collector):
         for ruleset, version, digest in self._active():
             family.add_metric([ruleset, version, digest[:16]], 1)
         yield family
+
+
+class IncidentCollector(Collector):
+    """Open incidents by rule set and command level, and pending clocks, counted in the store at
+    scrape time; a store that cannot be reached yields no samples rather than stale ones."""
+
+    def __init__(self, open_counts: Callable[[], Sequence[tuple[str, str, int]]], pending: Callable[[], int]) -> None:
+        self._open_counts = open_counts
+        self._pending = pending
+
+    def collect(self) -> Iterator[Metric]:
+        opened = GaugeMetricFamily(
+            INCIDENTS_OPEN, "Open incidents, by rule set and command level", labels=["ruleset", "level"]
+        )
+        pending = GaugeMetricFamily(OBLIGATIONS_PENDING, "Obligations with a running clock (pending, due time set)")
+        try:
+            for ruleset, level, count in self._open_counts():
+                opened.add_metric([ruleset, level], count)
+            pending.add_metric([], self._pending())
+        except Exception:  # the store unreachable: counted in liandong_store_errors_total
+            return
+        yield opened
+        yield pending

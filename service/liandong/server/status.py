@@ -12,10 +12,14 @@ from liandong.errors import (
     AmbiguousIncidentType,
     DeadlineUnknown,
     EngineFailure,
+    IncidentClosed,
+    IncidentNotFound,
+    IncidentRequestInvalid,
     InvalidIncident,
     LiandongError,
     RuleDocumentError,
     RuleSetNotFound,
+    StoreUnavailable,
     UnknownIncidentType,
 )
 
@@ -27,6 +31,10 @@ STATUS_TABLE: tuple[tuple[type[LiandongError], grpc.StatusCode], ...] = (
     (AmbiguousIncidentType, grpc.StatusCode.FAILED_PRECONDITION),
     (EngineFailure, grpc.StatusCode.INTERNAL),
     (DeadlineUnknown, grpc.StatusCode.OUT_OF_RANGE),
+    (IncidentNotFound, grpc.StatusCode.NOT_FOUND),
+    (IncidentClosed, grpc.StatusCode.FAILED_PRECONDITION),
+    (IncidentRequestInvalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (RuleDocumentError, grpc.StatusCode.FAILED_PRECONDITION),
     (LiandongError, grpc.StatusCode.INTERNAL),
 )
@@ -90,6 +98,16 @@ def _details(error: LiandongError) -> list[Message]:
         for name in error.candidates:
             failure.violations.add(type="RULESET_AMBIGUOUS", subject=name, description=clip(error.message))
         return [failure]
+    if isinstance(error, IncidentRequestInvalid):
+        bad = error_details_pb2.BadRequest()
+        bad.field_violations.add(field=clip(error.field), description=clip(error.message), reason=error.reason)
+        return [bad]
+    if isinstance(error, IncidentNotFound):
+        return [
+            error_details_pb2.ResourceInfo(
+                resource_type="liandong.v1.Incident", resource_name=clip(error.field), description=clip(error.message)
+            )
+        ]
     if isinstance(error, RuleSetNotFound):
         return [
             error_details_pb2.ResourceInfo(

@@ -1,0 +1,1 @@
+"""Where incidents are kept: one interface (store.base), SQLite and PostgreSQL through SQLAlchemy Core."""
