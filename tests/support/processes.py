@@ -113,6 +113,7 @@ class Serve:
         self.port = int(str(listening["port"]))
         self.metrics_port = int(str(listening["metrics_port"]))
         self.wait_event("rules_reloaded", timeout, trigger="startup")
+        self.wait_event("serving", timeout)  # health is SERVING once the store and clocks are up too
         assert self.proc.poll() is None, self.log()
         return self
 

@@ -216,6 +216,7 @@ class Service:
         self.clocks.start()
         log.info("incident_store", store=describe(self.store.url), dialect=self.store.dialect)
         self._set_health(True)
+        log.info("serving", port=self.port)  # health says SERVING from here on
         if watcher is not None:
             watcher.start()
             self._watcher = watcher
