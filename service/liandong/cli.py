@@ -23,11 +23,10 @@ from liandong.document.analysis import analyse, unaccepted
 from liandong.document.diff import NotComparable, diff
 from liandong.document.load import (
     DOCUMENT_SUFFIX,
-    collisions,
     display_path,
     document_paths,
     hidden_paths,
-    load_document,
+    load_each,
     load_tree,
     parse_document,
 )
@@ -98,18 +97,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"note: {hidden} is not loaded: names starting with '.' are skipped", file=sys.stderr)
     # Every document on its own, so that one broken document does not hide the problems of the
     # others, nor their fixtures' and the analysis' findings: one pass reports everything.
-    paths, problems = document_paths(root)
-    docs: list[RuleSetDocument] = []
-    for path in paths:
-        try:
-            docs.append(load_document(path))
-        except RuleDocumentInvalid as exc:
-            problems.extend(exc.problems)
-        except OSError as exc:
-            problems.append(Problem(display_path(path), 0, 0, f"cannot read: {exc.strerror}"))
-    problems.extend(collisions(docs))
-    if not paths and not problems:
-        problems.append(Problem(display_path(root), 0, 0, "no rule documents found (expected RULESET/VERSION.yaml)"))
+    docs, problems = load_each(root)
     problems.extend(_fixture_problems(docs))
     findings = [f for doc in docs for f in unaccepted(analyse(doc))]
     for problem in problems:

@@ -141,8 +141,9 @@ def hidden_paths(root: Path) -> list[str]:
     return out
 
 
-def load_tree(root: Path) -> list[RuleSetDocument]:
-    """Every document below root, checked alone and together; RuleDocumentInvalid lists all problems."""
+def load_each(root: Path) -> tuple[list[RuleSetDocument], list[Problem]]:
+    """Every document below root, each loaded on its own, and every problem found loading them and
+    checking them together: one broken document hides nothing about the others."""
     paths, problems = document_paths(root)
     docs: list[RuleSetDocument] = []
     for path in paths:
@@ -153,8 +154,14 @@ def load_tree(root: Path) -> list[RuleSetDocument]:
         except OSError as exc:
             problems.append(Problem(display_path(path), 0, 0, f"cannot read: {exc.strerror}"))
     problems.extend(collisions(docs))
-    if not docs and not problems:
+    if not paths and not problems:
         problems.append(Problem(display_path(root), 0, 0, "no rule documents found (expected RULESET/VERSION.yaml)"))
+    return docs, problems
+
+
+def load_tree(root: Path) -> list[RuleSetDocument]:
+    """Every document below root, checked alone and together; RuleDocumentInvalid lists all problems."""
+    docs, problems = load_each(root)
     if problems:
         raise RuleDocumentInvalid(problems)
     return docs

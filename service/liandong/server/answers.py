@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from google.protobuf import struct_pb2
 
-from liandong.document.model import Citation, Unit
+from liandong.document.model import Citation, Obligation, Unit
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import (
     AssumedInput,
@@ -110,8 +110,9 @@ def _condition(t: ConditionTrace) -> pb.Condition:
     )
 
 
-def _after_who(o: ObligationResult) -> pb.Obligation:
-    """The fields of an obligation numbered after `who` (within, citation, citations, timing, deadline)."""
+def after_who(o: ObligationResult | Obligation) -> pb.Obligation:
+    """The fields of an obligation numbered after `who` (within, citation, citations, timing, deadline):
+    its clock and clauses, the same for an answer's obligation and the catalogue's (GetRuleSet)."""
     msg = pb.Obligation(
         citation=citation(o.citation),
         citations=citations(o.citations),
@@ -175,7 +176,7 @@ class AnswerCodec:
             if i not in self._by_participants
         }
         self._obligation_ends = {
-            i: (pb.Obligation(id=o.id, text=o.text).SerializeToString(), _after_who(o).SerializeToString())
+            i: (pb.Obligation(id=o.id, text=o.text).SerializeToString(), after_who(o).SerializeToString())
             for i, o in prepared.obligations.items()
             if i in self._by_participants
         }
@@ -192,7 +193,7 @@ class AnswerCodec:
         }
 
     def _obligation(self, o: ObligationResult) -> pb.Obligation:
-        msg = _after_who(o)
+        msg = after_who(o)
         msg.MergeFrom(pb.Obligation(id=o.id, text=o.text, who=[self.refs[w.id] for w in o.who]))
         return msg
 

@@ -10,9 +10,9 @@ from liandong.engine.result import Incident
 from liandong.errors import LiandongError
 from liandong.rulebook import RuleBook
 from liandong.server import bounds
-from liandong.server.answers import citation, citations, scalar_value, unit
+from liandong.server.answers import after_who, citation, citations, scalar_value, unit
 from liandong.v1 import liandong_pb2 as pb
-from liandong.wire import TIMING, deadline_to_proto, value_from_proto
+from liandong.wire import value_from_proto
 
 
 def incident_from_proto(msg: pb.Incident) -> Incident:
@@ -48,17 +48,8 @@ def version_info(c: CompiledRuleSet, active: bool) -> pb.VersionInfo:
 
 def _obligation(o: Obligation, names: dict[str, str]) -> pb.Obligation:
     """A catalogue obligation with its clock (GetRuleSet): what a caller needs to show its deadline."""
-    msg = pb.Obligation(
-        id=o.id,
-        text=o.text,
-        who=[pb.UnitRef(id=w, name=names[w]) for w in o.who],
-        citation=citation(o.citation),
-        citations=citations(o.citations),
-        timing=TIMING[o.timing],
-        deadline=deadline_to_proto(o.deadline, o.within_text),
-    )
-    if o.within_seconds is not None:
-        msg.within.FromSeconds(o.within_seconds)
+    msg = pb.Obligation(id=o.id, text=o.text, who=[pb.UnitRef(id=w, name=names[w]) for w in o.who])
+    msg.MergeFrom(after_who(o))
     return msg
 
 
