@@ -310,13 +310,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except RuleDocumentInvalid as exc:
         _problems(exc)
         return EXIT_FAILED
-    try:
-        with open(args.incidents, encoding="utf-8") if args.incidents != "-" else sys.stdin as stream:
-            incidents = list(shadow.read_jsonl(stream))
-    except OSError as exc:
-        raise UsageError(f"{args.incidents}: {exc.strerror}") from None
-    except shadow.BadLine as exc:
-        raise UsageError(f"{args.incidents}: {exc}") from None
+    from_store = bool(args.store or args.data_dir)
+    if from_store == bool(args.incidents):
+        raise UsageError(
+            "replay reads a JSON-lines file of incidents or the incident store (--store or --data-dir), one of them"
+        )
+    incidents: list[Incident | shadow.Recorded]
+    if from_store:
+        incidents = _recorded_incidents(args.store, args.data_dir)
+    else:
+        try:
+            with open(args.incidents, encoding="utf-8") if args.incidents != "-" else sys.stdin as stream:
+                incidents = list(shadow.read_jsonl(stream))
+        except OSError as exc:
+            raise UsageError(f"{args.incidents}: {exc.strerror}") from None
+        except shadow.BadLine as exc:
+            raise UsageError(f"{args.incidents}: {exc}") from None
     try:
         result = shadow.replay(book, incidents, args.against, ruleset=args.ruleset, base=args.base)
     except EvaluationError as exc:
@@ -344,6 +353,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"skipped {line}", file=sys.stderr)
         print(f"{result.changed} of {result.compared} answers would change")
     return EXIT_FAILED if result.changed else EXIT_OK
+
+
+def _recorded_incidents(store: str, data_dir: str) -> list[Incident | shadow.Recorded]:
+    """Every incident in the store (--store URL, or the SQLite file under --data-dir), read, never created."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from liandong.store.recorded import StoreIncidents
+    from liandong.store.sql import SQLITE_FILE, SqlStore
+
+    if store and data_dir:
+        raise UsageError("give --store or --data-dir, not both")
+    url = store or f"sqlite:///{(Path(data_dir) / SQLITE_FILE).resolve()}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(f"--store {store}: not a database URL (sqlite:///PATH or postgresql://...)") from None
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        raise UsageError(f"{parsed.database or url}: no incident store there")
+    try:
+        opened = SqlStore(url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return list(StoreIncidents(opened)())
+    except LiandongError as exc:
+        raise UsageError(f"incident store: {exc.message}") from None
+    finally:
+        opened.close()
 
 
 def _not_loaded(exc: EvaluationError, rules_dir: str) -> str:
@@ -711,7 +749,19 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="answer recorded incidents under a candidate version: the answers that would change"
     )
     replayer.add_argument(
-        "incidents", help="a JSON-lines file of incidents ({id, type, facts, occurred_at}); - for stdin"
+        "incidents",
+        nargs="?",
+        default="",
+        help="a JSON-lines file of incidents ({id, type, facts, occurred_at}); - for stdin; or use --store/--data-dir",
+    )
+    replayer.add_argument(
+        "--store",
+        default="",
+        metavar="URL",
+        help="replay the incident store (sqlite:///PATH or postgresql://...): each incident's merged facts, against the version it was judged under",
+    )
+    replayer.add_argument(
+        "--data-dir", default="", metavar="DIR", help="replay the SQLite incident store under DIR (as serve --data-dir)"
     )
     replayer.add_argument("--against", required=True, metavar="VERSION", help="the candidate version")
     replayer.add_argument("--base", default="", metavar="VERSION", help="compare with this version (default: in force)")

@@ -1,8 +1,9 @@
 """Shadow replay: recorded incidents answered again under a candidate version, and the answers that
 would change (`liandong replay --against VERSION`, and `serve --shadow` on reload).
 
-Incidents come from any iterable of `Incident`; `read_jsonl` reads the JSON-lines file the replay
-client also reads. The incident store (issue 13) plugs in as another such source: `IncidentSource`.
+Incidents come from any iterable of `Incident` or `Recorded`; `read_jsonl` reads the JSON-lines file
+the replay client also reads, and liandong.store.recorded reads the incident store (`Recorded`: the
+merged facts, and the rule set and version each incident was judged under).
 """
 
 from __future__ import annotations
@@ -18,10 +19,20 @@ from liandong.errors import EvaluationError
 from liandong.rulebook import RuleBook
 
 
-class IncidentSource(Protocol):
-    """Where recorded incidents come from: a JSONL file today, the incident store when it exists."""
+@dataclass(frozen=True)
+class Recorded:
+    """An incident as the incident store keeps it: its merged facts, and the rule set and version it was
+    judged under (fixed when it opened), which is what the replay compares with unless told otherwise."""
 
-    def __call__(self) -> Iterable[Incident]: ...
+    incident: Incident
+    ruleset: str
+    version: str
+
+
+class IncidentSource(Protocol):
+    """Where recorded incidents come from: a JSONL file, or the incident store (liandong.store.recorded)."""
+
+    def __call__(self) -> Iterable[Incident | Recorded]: ...
 
 
 class BadLine(ValueError):
@@ -119,25 +130,31 @@ def _answer(
 
 def replay(
     book: RuleBook,
-    incidents: Iterable[Incident],
+    incidents: Iterable[Incident | Recorded],
     against: str = "",
     ruleset: str = "",
     base: str = "",
     candidate: RuleBook | None = None,
 ) -> Replay:
     """Answer each incident as it is answered now (`base` version, default the one in force when it
-    occurred) and under the candidate version `against` (in `candidate`, default the same book; an
-    empty `against` there means the version the candidate book has in force)."""
+    occurred, or for a `Recorded` incident the version it was judged under) and under the candidate
+    version `against` (in `candidate`, default the same book; an empty `against` there means the
+    version the candidate book has in force)."""
     candidate = candidate or book
     compared = 0
     differences: list[Difference] = []
     skipped: list[str] = []
-    for incident in incidents:
-        name = ruleset or next(iter(book.incident_types().get(incident.type, ())), "")
+    for item in incidents:
+        judged_by, judged_under = ("", "")
+        if isinstance(item, Recorded):
+            incident, judged_by, judged_under = item.incident, item.ruleset, item.version
+        else:
+            incident = item
+        name = ruleset or judged_by or next(iter(book.incident_types().get(incident.type, ())), "")
         if not name:
             skipped.append(f"{incident.id}: no rule set answers incident type '{incident.type}'")
             continue
-        old_version, old = _answer(book, incident, name, base)
+        old_version, old = _answer(book, incident, name, base or (judged_under if name == judged_by else ""))
         new_version, new = _answer(candidate, incident, name, against)
         if not new_version:
             skipped.append(f"{incident.id}: {new.message if isinstance(new, EvaluationError) else ''}")
