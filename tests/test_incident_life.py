@@ -18,6 +18,7 @@ from liandong.rulebook import RuleBook
 from support.incidents import RULES, T0
 
 GRACE = dt.timedelta(minutes=5)
+INSTANT = dt.timedelta(microseconds=1)  # 以内 counts the due instant itself as in time
 CITY = LevelSnap("city", "市级", 4)
 LOCAL = LevelSnap("local", "属地", 1)
 
@@ -86,17 +87,18 @@ def test_lowering_below_the_rules_needs_a_reason_and_a_rise_always_escalates(boo
 
 
 def test_clock_starts_at_the_first_report_that_requires_it(book: RuleBook) -> None:
-    """A 20-minute duty is due 20 minutes after the neighbour's request (三、2), whatever later reports come; an at-once duty is overdue after the grace."""
+    """A 20-minute duty is due 20 minutes after the neighbour's request (三、2), whatever later reports come, and late only after that instant (以内 includes it); an at-once duty is overdue after the grace."""
     opened = _report(book, None, T0, {"request_received": T0}, participants=80, local_forces_can_control=False)
     reply = opened.record.obligation("reply_20min")
-    assert reply is not None and reply.due_at == T0 + dt.timedelta(minutes=20) == reply.overdue_at
+    assert reply is not None and reply.due_at == T0 + dt.timedelta(minutes=20)
+    assert reply.overdue_at == reply.due_at + INSTANT
     first = opened.record.obligation("village_first_response")
     assert first is not None and first.due_at == T0 and first.overdue_at == T0 + GRACE
     later = _report(book, opened.record, T0 + dt.timedelta(minutes=10), participants=90).record
     assert later.obligation("reply_20min") == reply
     prompt = [o for o in later.obligations if o.state == m.PROMPTLY]
     assert prompt and all(o.due_at is None for o in prompt)
-    assert later.clocks()["reply_20min"] == T0 + dt.timedelta(minutes=20)
+    assert later.clocks()["reply_20min"] == T0 + dt.timedelta(minutes=20) + INSTANT
 
 
 def test_a_duty_no_longer_required_while_pending_is_dropped(book: RuleBook) -> None:
@@ -111,7 +113,7 @@ def test_a_duty_no_longer_required_while_pending_is_dropped(book: RuleBook) -> N
 def test_overdue_once_and_never_after_close(book: RuleBook) -> None:
     """A clock fires once (a second firing of the same row is stale); after close, nothing fires."""
     opened = _report(book, None, T0, {"request_received": T0}, participants=80, local_forces_can_control=False).record
-    due = T0 + dt.timedelta(minutes=20)
+    due = T0 + dt.timedelta(minutes=20) + INSTANT  # the clock's time: the first late instant
     now = due + dt.timedelta(seconds=30)
     fired = life.overdue(opened, "reply_20min", due, now=now, late_after=dt.timedelta(seconds=5), current=None)
     assert [e.kind for e in fired.events] == [m.OBLIGATION_OVERDUE] and fired.events[0].body["late"] is True
@@ -150,13 +152,13 @@ def test_new_kinds_of_due_time_need_no_new_mechanism(book: RuleBook, monkeypatch
     fired = life.overdue(
         started.record,
         "reply_20min",
-        reply.due_at,
-        now=reply.due_at,
+        reply.overdue_at,
+        now=reply.overdue_at,
         late_after=dt.timedelta(seconds=5),
         current=current,
     )
     assert [e.kind for e in fired.events] == [m.OBLIGATION_OVERDUE, m.OBLIGATION_DUE]
-    assert fired.record.clocks()["reply_20min"] == reply.due_at + every_hour
+    assert fired.record.clocks()["reply_20min"] == reply.due_at + every_hour + INSTANT
     acked = life.acknowledge(
         fired.record,
         "reply_20min",
@@ -167,7 +169,7 @@ def test_new_kinds_of_due_time_need_no_new_mechanism(book: RuleBook, monkeypatch
         now=reply.due_at,
         current=current,
     )
-    assert acked.record.clocks()["reply_20min"] == reply.due_at + 2 * every_hour
+    assert acked.record.clocks()["reply_20min"] == reply.due_at + 2 * every_hour + INSTANT
 
 
 def test_a_due_time_past_the_known_calendar_is_kept_pending_with_the_reason(book: RuleBook) -> None:

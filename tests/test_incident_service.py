@@ -157,6 +157,8 @@ def test_overdue_by_injected_clock_and_resumed_watch(runtime: DurableRuntime) ->
         clock.advance(minutes=19, seconds=59)
         assert svc.clocks.run_once() == 0
         clock.advance(seconds=1)
+        assert svc.clocks.run_once() == 0  # exactly 20 minutes: 以内 counts that instant as in time
+        clock.advance(seconds=1)
         assert svc.clocks.run_once() == 1  # the 20-minute reply; the at-once duties have 25 minutes of grace
         assert svc.clocks.run_once() == 0
         state = st.GetIncident(ipb.GetIncidentRequest(incident_id="t1")).state

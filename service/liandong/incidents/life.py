@@ -65,8 +65,17 @@ def _schedule(
         started = deadlines.start_event(o) in starts
         return (m.PROMPTLY if started else m.PENDING), None, None
     start = starts.get(deadlines.start_event(o))
-    overdue = due + at_once_grace if start is not None and due == start else due
+    overdue = due + at_once_grace if start is not None and due == start else _late_from(o, due)
     return m.PENDING, due, overdue
+
+
+def _late_from(o: ObligationResult, due: dt.datetime) -> dt.datetime:
+    """The first late instant: the due instant itself, or just after it when the plan's words count
+    an act at that instant as in time (以内, 不得超过, a day's 24:00: deadlines.in_time)."""
+    return due + _INSTANT if deadlines.in_time(o, due, due) else due
+
+
+_INSTANT = dt.timedelta(microseconds=1)  # the stores keep microseconds: the next instant after a due time
 
 
 def _tracked(
@@ -316,9 +325,9 @@ def acknowledge(
     events = [Event(m.OBLIGATION_MET, before.id, now, rev, {"caller": caller, "note": note, **_obligation_body(met)})]
     following = deadlines.next_due(current, tracked.due_at) if current is not None and tracked.due_at else None
     now_tracked = met
-    if following is not None:
+    if current is not None and following is not None:
         now_tracked = TrackedObligation(
-            **{**met.__dict__, "state": m.PENDING, "due_at": following, "overdue_at": following}
+            **{**met.__dict__, "state": m.PENDING, "due_at": following, "overdue_at": _late_from(current, following)}
         )
         events.append(Event(m.OBLIGATION_DUE, before.id, now, rev, {"caller": caller, **_obligation_body(now_tracked)}))
     record = before.but(obligations=_replace_obligation(before, now_tracked), rev=rev, updated_at=now)
@@ -347,9 +356,10 @@ def overdue(
         Event(m.OBLIGATION_OVERDUE, before.id, now, rev, {"caller": "clock", "late": late, **_obligation_body(gone)})
     ]
     following = deadlines.next_due(current, tracked.due_at) if current is not None and tracked.due_at else None
-    if following is not None:
+    if current is not None and following is not None:
         # A recurring duty: this time is overdue (the event says so), the next one is pending.
-        gone = TrackedObligation(**{**gone.__dict__, "state": m.PENDING, "due_at": following, "overdue_at": following})
+        late_from = _late_from(current, following)
+        gone = TrackedObligation(**{**gone.__dict__, "state": m.PENDING, "due_at": following, "overdue_at": late_from})
         events.append(Event(m.OBLIGATION_DUE, before.id, now, rev, {"caller": "clock", **_obligation_body(gone)}))
     record = before.but(obligations=_replace_obligation(before, gone), rev=rev, updated_at=now)
     history = HistoryEntry("overdue", rev, now, "clock", {"obligation_id": obligation_id, "late": late})
