@@ -19,8 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.workers import Supervisor
+from liandong.v1 import incidents_pb2 as ipb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
 from support.data import ROOT
+from support.incidents import ManualClock, facts, incident_service, requested
+from support.incidents import stub as incident_stub
 from support.messages import request
 from support.metrics import scrape
 from support.rules import copy_bundled
@@ -107,7 +110,36 @@ def exported(tmp_path_factory: pytest.TempPathFactory, runtime: DurableRuntime) 
         page = scrape(svc.metrics_port)
         supervisor = Supervisor(make_config(rules, workers=2, listen=f"{LOOPBACK}:50051"))
         page += generate_latest(supervisor.registry).decode("utf-8")
+    page += incident_pages(runtime, tmp_path_factory.mktemp("monitoring-identities"))
     yield {s.name for family in text_string_to_metric_families(page) for s in family.samples}
+
+
+def incident_pages(runtime: DurableRuntime, tmp: Path) -> str:
+    """/metrics of a service after an incident's life (reported, escalated, an obligation overdue by
+    the injected clock, a call without identity refused), and of one whose store is unreachable."""
+    identities = tmp / "identities.yaml"
+    token = "commander-token-0123456789"
+    identities.write_text(f"callers:\n  - name: cmd\n    token: {token}\n    roles: [report, command]\n")
+    who = (("authorization", f"Bearer {token}"),)
+    clock = ManualClock()
+    metrics_listen = f"{LOOPBACK}:0"
+    with incident_service(runtime, clock, identities=str(identities), metrics_listen=metrics_listen) as svc:
+        with grpc.insecure_channel(f"{LOOPBACK}:{svc.port}") as channel:
+            st = incident_stub(channel)
+            crowd = facts(participants=80, local_forces_can_control=False)
+            report = ipb.ReportRequest(incident_id="m1", type="mass_incident", facts=crowd, start_events=requested())
+            st.Report(report, metadata=who, timeout=10)
+            st.SetCommandLevel(ipb.SetCommandLevelRequest(incident_id="m1", level="city", by="x"), metadata=who)
+            with pytest.raises(grpc.RpcError):
+                st.GetIncident(ipb.GetIncidentRequest(incident_id="m1"), timeout=10)
+        assert svc.clocks is not None
+        clock.advance(minutes=20)
+        assert svc.clocks.run_once() >= 1
+        page = scrape(svc.metrics_port)
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    with incident_service(runtime, ManualClock(), store=unreachable, metrics_listen=metrics_listen) as svc:
+        page += scrape(svc.metrics_port)
+    return page
 
 
 def test_dashboard_and_rules_name_only_exported_metrics(exported: set[str]) -> None:
@@ -144,6 +176,26 @@ def test_dashboard_shows_what_the_issue_lists() -> None:
     ):
         assert name in exprs, name
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
+
+
+def test_dashboard_and_rules_cover_incidents() -> None:
+    """The Incidents row shows every incident metric, and the incident alerts (overdue, timer lag, store errors) exist."""
+    board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    titles = [p["title"] for p in board["panels"]]
+    row = titles.index("Incidents")
+    exprs = " ".join(t["expr"] for p in board["panels"][row + 1 :] for t in p.get("targets", []))
+    for name in (
+        "liandong_incidents_open",
+        "liandong_incident_level_changes_total",
+        "liandong_obligations_overdue_total",
+        "liandong_obligations_pending",
+        "liandong_timer_lag_seconds_bucket",
+        "liandong_store_errors_total",
+        "liandong_incident_denied_total",
+    ):
+        assert name in exprs, name
+    alerts = {name for name, _ in rule_expressions()}
+    assert {"LiandongObligationsOverdue", "LiandongTimerLagHigh", "LiandongStoreErrors"} <= alerts
 
 
 def test_every_dashboard_and_rule_expression_parses(tmp_path: Path) -> None:
