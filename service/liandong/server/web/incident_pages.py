@@ -46,6 +46,7 @@ EVENT_TEXT = {
     "CLOSED": "事件关闭",
     "OBLIGATION_DROPPED": "义务取消",
 }
+WITHIN_TEXT = {"at_once": "立即", "promptly": "及时（预案未规定具体时限）", "none": "预案未规定时限"}
 HISTORY_TEXT = {"report": "报告", "override": "指挥级别调整", "acknowledge": "确认完成", "close": "关闭"}
 
 
@@ -96,7 +97,8 @@ def _history_text(h: ipb.HistoryEntry) -> str:
     detail = json_format.MessageToDict(h.detail)
     if h.kind == "report":
         facts = detail.get("facts") or {}
-        return "，".join(f"{k}={v}" for k, v in facts.items()) if isinstance(facts, dict) else str(facts)
+        shown = facts.items() if isinstance(facts, dict) else ()
+        return "，".join(f"{k}={pages.value_text(v)}" for k, v in shown)
     parts = [f"{k}: {v}" for k, v in detail.items() if k != "facts" and v not in ("", None)]
     return "；".join(parts)
 
@@ -139,7 +141,7 @@ def remaining(o: ipb.TrackedObligation, now: dt.datetime) -> str:
 
 def environment(env: jinja2.Environment) -> jinja2.Environment:
     env.filters.update(beijing=beijing, moment=moment, level_text=level_text, remaining=remaining)
-    env.globals.update(STATE_TEXT=STATE_TEXT, ipb=ipb)
+    env.globals.update(STATE_TEXT=STATE_TEXT, WITHIN_TEXT=WITHIN_TEXT, ipb=ipb)
     return env
 
 
