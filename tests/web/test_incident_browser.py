@@ -82,3 +82,4 @@ def test_a_level_change_appears_on_the_open_page_without_a_reload(runtime: Durab
         assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         phone.screenshot(path=str(SCREENSHOTS / "incident-level-change-phone.png"))
         phone.screenshot(path=str(SCREENSHOTS / "incident-level-change-phone-full.png"), full_page=True)
+        phone.locator("#timeline").screenshot(path=str(SCREENSHOTS / "incident-timeline-phone.png"))
