@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -17,10 +18,11 @@ from google.rpc import error_details_pb2, status_pb2
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.app import Service
 from liandong.v1 import incidents_pb2 as ipb
+from support.certs import make_certs
 from support.incidents import ManualClock, facts, incident_service, kind, obligation, requested, stub
 from support.servers import LOOPBACK, channel, target
 from support.status import details
-from support.web import Reply, base_url
+from support.web import Reply, base_url, call
 
 CROWD = "mass_incident"
 REPLY = "reply_20min"
@@ -259,3 +261,21 @@ def test_watch_refuses_an_unknown_kind_with_an_error_event(runtime: DurableRunti
         assert "event: error" in lines
         data = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
         assert data["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "exploded" in data["message"]
+
+
+def test_without_identities_https_callers_are_not_local(runtime: DurableRuntime, tmp_path: Path) -> None:
+    """Over TLS without --identities nobody is `local`: every incident call on the HTTPS door is 401, while Determine's door still answers."""
+    certs = make_certs(tmp_path / "pki")
+    trusted = ssl.create_default_context(cafile=str(certs.ca))
+    trusted.verify_flags &= ~ssl.VERIFY_X509_STRICT  # the test PKI is minimal (Python 3.13 checks more by default)
+    flags = dict(http=f"{LOOPBACK}:0", tls_cert=str(certs.server_cert), tls_key=str(certs.server_key))
+    with incident_service(runtime, ManualClock(), **flags) as svc:
+        url = base_url(svc, "https")
+        report = ipb.ReportRequest(type=CROWD, facts=facts(participants=80))
+        body = json_format.MessageToJson(report).encode("utf-8")
+        assert refused(call(url + "/v1/incidents/t1:report", body, context=trusted))[:2] == (
+            401,
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+        assert refused(call(url + "/v1/incidents", context=trusted))[:2] == (401, grpc.StatusCode.UNAUTHENTICATED)
+        assert call(url + "/v1/rulesets", context=trusted).status == 200
