@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -14,12 +15,15 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from prometheus_client import CollectorRegistry
 
 from liandong.engine.runtime import DurableRuntime
+from liandong.server import metrics as names
 from liandong.server.app import Service
 from liandong.v1 import incidents_pb2 as ipb
 from support.certs import make_certs
 from support.incidents import ManualClock, facts, incident_service, kind, obligation, requested, stub
+from support.metrics import sample
 from support.servers import LOOPBACK, channel, target
 from support.status import details
 from support.web import Reply, base_url, call
@@ -279,3 +283,19 @@ def test_without_identities_https_callers_are_not_local(runtime: DurableRuntime,
         )
         assert refused(call(url + "/v1/incidents", context=trusted))[:2] == (401, grpc.StatusCode.UNAUTHENTICATED)
         assert call(url + "/v1/rulesets", context=trusted).status == 200
+
+
+def test_a_watch_ends_when_its_client_goes(runtime: DurableRuntime) -> None:
+    """Closing the event stream ends the WatchIncidents call behind it (counted OK), instead of leaving its thread waiting for events."""
+    registry = CollectorRegistry()
+    with incident_service(runtime, ManualClock(), registry, http=f"{LOOPBACK}:0") as svc:
+        stream = urllib.request.urlopen(base_url(svc) + "/v1/incidents:watch", timeout=10)
+        assert stream.readline() == b": watching\n"
+        assert sample(registry, names.RPC_REQUESTS + "_total", method="WatchIncidents", code="OK") == 0
+        stream.close()
+        pause = threading.Event()
+        for _ in range(200):  # bounded: 10 s at most; ends as soon as the call is counted
+            if sample(registry, names.RPC_REQUESTS + "_total", method="WatchIncidents", code="OK") == 1:
+                break
+            pause.wait(0.05)
+        assert sample(registry, names.RPC_REQUESTS + "_total", method="WatchIncidents", code="OK") == 1

@@ -21,6 +21,7 @@ the peer certificate to the application): use a token.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
@@ -32,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive
 
 from liandong.server import status
 from liandong.server.incidents import IncidentServicer
@@ -239,7 +241,7 @@ def routes(calls: IncidentCalls, max_body_bytes: int) -> list[Route]:
             if not after.isdigit():
                 return _refused(_bad("after_sequence", f"'{after}' is not a sequence number"))
             message.after_sequence = int(after)
-        return sse(calls, message, context_of(request))
+        return sse(calls, message, context_of(request), request.receive)
 
     return [
         Route("/v1/incidents", list_incidents, methods=["GET"]),
@@ -249,7 +251,9 @@ def routes(calls: IncidentCalls, max_body_bytes: int) -> list[Route]:
     ]
 
 
-def sse(calls: IncidentCalls, message: ipb.WatchIncidentsRequest, context: HttpContext) -> StreamingResponse:
+def sse(
+    calls: IncidentCalls, message: ipb.WatchIncidentsRequest, context: HttpContext, receive: Receive
+) -> StreamingResponse:
     """WatchIncidents as server-sent events: each IncidentEvent as JSON, its sequence as the event id
     (a reconnecting EventSource resumes after it); a refusal is one `error` event with the google.rpc.Status."""
     events = calls.watch(message, context)
@@ -264,7 +268,15 @@ def sse(calls: IncidentCalls, message: ipb.WatchIncidentsRequest, context: HttpC
         data = json_format.MessageToJson(event, ensure_ascii=False, indent=None)
         return f"id: {event.sequence}\nevent: incident\ndata: {data}\n\n"
 
+    async def gone() -> None:
+        # Starlette sends a stream without listening for the client leaving, and the watch thread
+        # waits for events: so this listens, and ends the watch when the client goes.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        context.cancel()
+
     async def stream() -> AsyncIterator[str]:
+        listening = asyncio.ensure_future(gone())
         try:
             yield ": watching\n\n"  # the headers go out at once: EventSource opens
             while True:
@@ -275,6 +287,7 @@ def sse(calls: IncidentCalls, message: ipb.WatchIncidentsRequest, context: HttpC
                 if chunk.startswith("event: error"):
                     return
         finally:
+            listening.cancel()
             context.cancel()  # the client went (or the service stops): the watch thread ends
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
