@@ -66,6 +66,7 @@ def test_a_level_change_appears_on_the_open_page_without_a_reload(runtime: Durab
         )
         assert _report(svc, "t1", first).command_level.level.code == "township"
         phone.goto(base_url(svc) + "/incidents")
+        phone.screenshot(path=str(SCREENSHOTS / "incidents-phone.png"))
         phone.click("#incident-t1 a")
         phone.wait_for_selector("#feed:has-text('已连接')")  # the event stream is open
         assert phone.inner_text("#command-level") == "镇级联动"
