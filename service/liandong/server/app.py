@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
 import time
@@ -174,7 +175,13 @@ class Service:
         self._server = server
         server.start()
         if c.http:  # the pages and the JSON door call the same servicer, on the same rules
-            web = WebServer(c, servicer)
+            # HTTP callers are known by the same identities file; open as `local` only if --http itself
+            # is loopback plaintext (web/incident_door.py).
+            http_incidents = copy.copy(self.incidents)
+            http_incidents.identities = identity.load(
+                c.identities, loopback_plaintext=credentials is None and is_loopback(c.http)
+            )
+            web = WebServer(c, servicer, http_incidents)
             try:
                 web.start()
             except (OSError, RuntimeError) as exc:

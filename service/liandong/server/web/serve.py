@@ -15,20 +15,35 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from liandong.server.config import Config
+from liandong.server.incidents import IncidentServicer
 from liandong.server.servicer import ResponseServicer
-from liandong.server.web import door, pages
+from liandong.server.web import door, incident_door, incident_pages, pages
 from liandong.server.web.calls import Calls
+from liandong.server.web.incident_door import IncidentCalls
 
 log = structlog.get_logger("liandong.web")
 
 START_TIMEOUT = 30.0  # seconds for uvicorn to start serving on the bound socket
 
 
-def build_app(servicer: ResponseServicer, max_body_bytes: int, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The web application: the /v1 JSON door, the pages, and any routes added later (incidents)."""
+def build_app(
+    servicer: ResponseServicer,
+    max_body_bytes: int,
+    extra_routes: Sequence[BaseRoute] = (),
+    incidents: IncidentServicer | None = None,
+) -> Starlette:
+    """The web application: the /v1 JSON door, the pages, the incidents (door and pages) when given, and extra routes."""
     calls = Calls(servicer)
+    env = pages.environment()
+    incident_routes: list[BaseRoute] = []
+    if incidents is not None:
+        incident_calls = IncidentCalls(incidents)
+        incident_routes = [
+            *incident_door.routes(incident_calls, max_body_bytes),
+            *incident_pages.routes(incident_calls, env),
+        ]
     return Starlette(
-        routes=[*door.routes(calls, max_body_bytes), *pages.routes(calls, pages.environment()), *extra_routes]
+        routes=[*door.routes(calls, max_body_bytes), *pages.routes(calls, env), *incident_routes, *extra_routes]
     )
 
 
@@ -53,9 +68,9 @@ def _bind(address: str, reuse_port: bool) -> socket.socket:
 class WebServer:
     """The HTTP port: `start` binds and serves, `stop(grace)` lets requests in flight finish."""
 
-    def __init__(self, config: Config, servicer: ResponseServicer) -> None:
+    def __init__(self, config: Config, servicer: ResponseServicer, incidents: IncidentServicer | None = None) -> None:
         self.config = config
-        self.app = build_app(servicer, config.max_message_bytes)
+        self.app = build_app(servicer, config.max_message_bytes, incidents=incidents)
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
