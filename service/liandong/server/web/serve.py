@@ -43,7 +43,13 @@ def build_app(
             *incident_pages.routes(incident_calls, env),
         ]
     return Starlette(
-        routes=[*door.routes(calls, max_body_bytes), *pages.routes(calls, env), *compare.routes(calls, env), *incident_routes, *extra_routes]
+        routes=[
+            *door.routes(calls, max_body_bytes),
+            *pages.routes(calls, env),
+            *compare.routes(calls, env),
+            *incident_routes,
+            *extra_routes,
+        ]
     )
 
 
