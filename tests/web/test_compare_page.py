@@ -79,7 +79,10 @@ def test_the_moved_threshold_and_the_added_unit_are_shown_with_their_regions_and
     assert "参与单位 units" in unit and "deaths = 12" not in unit
     for change in changes:  # every region the diff module names is on the page
         assert all(f"<code>{region}</code>" in page for region in change.regions)
-    assert "f.deaths=1" in level and "version=2025.1" in level  # the example opens in "try a plan"
+    link = re.search(r'<a href="(/rulesets/demo\?[^"]+)">新版试一试', level)
+    assert link and "f.deaths=1" in link.group(1) and "version=2025.1" in link.group(1)
+    tried = call(base_url(web) + link.group(1))  # the example, answered under the new version: III
+    assert tried.status == 200 and '<span class="level" id="level">较大</span>' in tried.text
 
 
 def test_the_same_version_twice_shows_no_change(web: Service) -> None:
