@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from liandong.server.config import Config
 from liandong.server.incidents import IncidentServicer
 from liandong.server.servicer import ResponseServicer
-from liandong.server.web import door, incident_door, incident_pages, pages
+from liandong.server.web import compare, door, incident_door, incident_pages, pages
 from liandong.server.web.calls import Calls
 from liandong.server.web.incident_door import IncidentCalls
 
@@ -43,7 +43,13 @@ def build_app(
             *incident_pages.routes(incident_calls, env),
         ]
     return Starlette(
-        routes=[*door.routes(calls, max_body_bytes), *pages.routes(calls, env), *incident_routes, *extra_routes]
+        routes=[
+            *door.routes(calls, max_body_bytes),
+            *pages.routes(calls, env),
+            *compare.routes(calls, env),
+            *incident_routes,
+            *extra_routes,
+        ]
     )
 
 
