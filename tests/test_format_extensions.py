@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
-
 from liandong.client import determination_from_proto
-from liandong.document.load import parse_document
 from liandong.document.model import Citation, RuleSetDocument, Timing
-from liandong.engine.result import Determination, Incident
-from liandong.engine.runtime import DurableRuntime
+from liandong.engine.result import Determination
 from liandong.render import to_json, to_text
 from liandong.rulebook import RuleBook
 from liandong.server.answers import AnswerCodec
 from liandong.server.convert import ruleset_to_proto
 from liandong.v1 import liandong_pb2 as pb
+from support.probe import inline_rule_set
 
 DOCUMENT = """
 ruleset: extensions
@@ -52,19 +49,7 @@ rules:
 """
 
 
-@pytest.fixture(scope="module")
-def doc() -> RuleSetDocument:
-    return parse_document(DOCUMENT.encode("utf-8"), "extensions.yaml")
-
-
-@pytest.fixture(scope="module")
-def book(doc: RuleSetDocument, runtime: DurableRuntime) -> RuleBook:
-    return RuleBook([doc], runtime)
-
-
-@pytest.fixture(scope="module")
-def det(book: RuleBook) -> Determination:
-    return book.determine(Incident(type="probe", facts={"x": 1}, id="i1"))
+doc, book, det = inline_rule_set(DOCUMENT, "extensions.yaml", {"x": 1})
 
 
 def test_a_citation_list_keeps_every_clause_in_order(doc: RuleSetDocument) -> None:
