@@ -234,6 +234,42 @@ def test_bad_input_gets_exact_codes(runtime: DurableRuntime) -> None:
         assert _code(st.Close, ipb.CloseRequest(incident_id="t1", by="x")).code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def test_out_of_range_times_are_invalid_argument_on_their_field(runtime: DurableRuntime) -> None:
+    """A Timestamp protobuf cannot convert (nanos -1, seconds past year 9999) in any incident call is INVALID_ARGUMENT on its field, as `occurred_at` is in Determine, and changes nothing."""
+    clock = ManualClock()
+    with incident_service(runtime, clock) as svc, channel(target(svc)) as ch:
+        st = stub(ch)
+        _open(st)
+        bad_nanos = {"seconds": 1, "nanos": -1}
+        bad_seconds = {"seconds": 253_402_300_800}
+        more = facts(participants=90)
+        cases = (
+            (st.Report, ipb.ReportRequest(incident_id="t1", facts=more, reported_at=bad_nanos), "reported_at"),
+            (
+                st.Report,
+                ipb.ReportRequest(incident_id="t1", facts=more, start_events={"order_issued": bad_seconds}),
+                "start_events.order_issued",
+            ),
+            (
+                st.SetCommandLevel,
+                ipb.SetCommandLevelRequest(incident_id="t1", level="city", by="x", at=bad_nanos),
+                "at",
+            ),
+            (
+                st.Acknowledge,
+                ipb.AcknowledgeRequest(incident_id="t1", obligation_id=REPLY, unit="u", at=bad_seconds),
+                "at",
+            ),
+            (st.Close, ipb.CloseRequest(incident_id="t1", by="x", at=bad_nanos), "at"),
+            (st.ListIncidents, ipb.ListIncidentsRequest(updated_since=bad_seconds), "updated_since"),
+        )
+        for call, req, field in cases:
+            refused = _code(call, req)
+            got = (refused.code(), details(refused).fields())
+            assert got == (grpc.StatusCode.INVALID_ARGUMENT, [(field, "out_of_range")]), (field, got)
+        assert st.GetIncident(ipb.GetIncidentRequest(incident_id="t1")).state.version == 1  # nothing changed
+
+
 def test_unreachable_store_is_unavailable_and_determine_answers(runtime: DurableRuntime) -> None:
     """With its PostgreSQL store unreachable the service starts, incident calls answer UNAVAILABLE, Determine answers."""
     registry = CollectorRegistry()

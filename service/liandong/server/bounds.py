@@ -9,6 +9,8 @@ plans' time zone (Beijing, UTC+8), the only thing it is used for.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from google.protobuf import timestamp_pb2
 
 from liandong.server import status
@@ -33,19 +35,19 @@ def check_text(field: str, text: str, limit: int = MAX_NAME_CHARS) -> None:
         raise too_long(field, text, limit)
 
 
-def check_occurred_at(ts: timestamp_pb2.Timestamp) -> None:
-    """Refuse a Timestamp protobuf would not convert, or whose Beijing day is past 9999-12-31."""
+def to_datetime(field: str, ts: timestamp_pb2.Timestamp) -> dt.datetime:
+    """The moment in UTC; a Refusal on `field` for a Timestamp protobuf would not convert, or whose
+    Beijing day is past 9999-12-31 (every time a caller sends: occurred_at, reported_at, start events…)."""
     if not 0 <= ts.nanos <= MAX_NANOS:
         raise status.Refusal(
-            status.bad_request(
-                "incident.occurred_at", f"nanos is {ts.nanos}; it must be 0 to {MAX_NANOS}", reason="out_of_range"
-            )
+            status.bad_request(field, f"nanos is {ts.nanos}; it must be 0 to {MAX_NANOS}", reason="out_of_range")
         )
     if not MIN_SECONDS <= ts.seconds <= MAX_SECONDS:
         raise status.Refusal(
             status.bad_request(
-                "incident.occurred_at",
+                field,
                 f"seconds is {ts.seconds}; it must be {MIN_SECONDS} (0001-01-01T00:00:00Z) to {MAX_SECONDS} (9999-12-31T15:59:59Z, the last second of 9999-12-31 in Beijing time)",
                 reason="out_of_range",
             )
         )
+    return ts.ToDatetime(tzinfo=dt.UTC)

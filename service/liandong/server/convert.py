@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from liandong.document.model import START_EVENTS, InputSpec, Obligation, RuleSetDocument
 from liandong.engine.compile import CompiledRuleSet
 from liandong.engine.result import Incident
@@ -25,8 +23,7 @@ def incident_from_proto(msg: pb.Incident) -> Incident:
             raise bounds.too_long(f"incident.facts.{name[:32]}…", name, bounds.MAX_NAME_CHARS)
     occurred = None
     if msg.HasField("occurred_at"):
-        bounds.check_occurred_at(msg.occurred_at)
-        occurred = msg.occurred_at.ToDatetime(tzinfo=dt.UTC)
+        occurred = bounds.to_datetime("incident.occurred_at", msg.occurred_at)
     return Incident(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
 
 

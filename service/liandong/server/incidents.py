@@ -78,8 +78,8 @@ def _ts(moment: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     return out
 
 
-def _from_ts(msg: timestamp_pb2.Timestamp) -> dt.datetime:
-    return msg.ToDatetime(tzinfo=dt.UTC)
+def _from_ts(field: str, msg: timestamp_pb2.Timestamp) -> dt.datetime:
+    return bounds.to_datetime(field, msg)  # a Refusal, never INTERNAL, for a time protobuf cannot convert
 
 
 def _level(level: LevelSnap | Mapping[str, Any]) -> ipb.LevelRef:
@@ -344,9 +344,11 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             for name in ("type", "ruleset", "version", "reporter"):
                 bounds.check_text(name, getattr(request, name))
             now = self.now()
-            reported_at = _from_ts(request.reported_at) if request.HasField("reported_at") else now
+            reported_at = _from_ts("reported_at", request.reported_at) if request.HasField("reported_at") else now
             patch = {k: value_from_proto(v) for k, v in request.facts.fields.items()}
-            starts = {k: _from_ts(v) for k, v in request.start_events.items()}
+            for event in request.start_events:
+                bounds.check_text("start_events", event)
+            starts = {k: _from_ts(f"start_events.{k}", v) for k, v in request.start_events.items()}
             judged: list[Determination] = []  # the last evaluation (a retried transaction evaluates again)
 
             def apply(before: Record | None) -> Change:
@@ -395,7 +397,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             for name in ("level", "by", "reason"):
                 bounds.check_text(name, getattr(request, name))
             now = self.now()
-            at = _from_ts(request.at) if request.HasField("at") else now
+            at = _from_ts("at", request.at) if request.HasField("at") else now
 
             def apply(before: Record | None) -> Change:
                 if before is None:
@@ -444,7 +446,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
                     )
                 )
             now = self.now()
-            at = _from_ts(request.at) if request.HasField("at") else now
+            at = _from_ts("at", request.at) if request.HasField("at") else now
 
             def apply(before: Record | None) -> Change:
                 if before is None:
@@ -473,7 +475,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             for name in ("by", "reason"):
                 bounds.check_text(name, getattr(request, name))
             now = self.now()
-            at = _from_ts(request.at) if request.HasField("at") else now
+            at = _from_ts("at", request.at) if request.HasField("at") else now
 
             def apply(before: Record | None) -> Change:
                 if before is None:
@@ -539,7 +541,9 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
                 status=statuses.get(request.status, ""),
                 type=request.type,
                 level_rank_at_least=rank,
-                updated_since=_from_ts(request.updated_since) if request.HasField("updated_since") else None,
+                updated_since=_from_ts("updated_since", request.updated_since)
+                if request.HasField("updated_since")
+                else None,
                 page_size=size,
                 after_id=request.page_token,
             )
