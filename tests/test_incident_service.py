@@ -235,7 +235,7 @@ def test_bad_input_gets_exact_codes(runtime: DurableRuntime) -> None:
 
 
 def test_out_of_range_times_are_invalid_argument_on_their_field(runtime: DurableRuntime) -> None:
-    """A Timestamp protobuf cannot convert (nanos -1, seconds past year 9999) in any incident call is INVALID_ARGUMENT on its field, as `occurred_at` is in Determine, and changes nothing."""
+    """A Timestamp protobuf cannot convert (nanos -1, seconds past year 9999) or a fact name over its bound, in any incident call, is INVALID_ARGUMENT on its field as in Determine, and changes nothing."""
     clock = ManualClock()
     with incident_service(runtime, clock) as svc, channel(target(svc)) as ch:
         st = stub(ch)
@@ -267,6 +267,11 @@ def test_out_of_range_times_are_invalid_argument_on_their_field(runtime: Durable
             refused = _code(call, req)
             got = (refused.code(), details(refused).fields())
             assert got == (grpc.StatusCode.INVALID_ARGUMENT, [(field, "out_of_range")]), (field, got)
+        long_name = _code(st.Report, ipb.ReportRequest(incident_id="t1", facts=facts(**{"x" * 200: 1})))
+        assert (long_name.code(), details(long_name).fields()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            [("facts." + "x" * 32 + "…", "too_long")],
+        )
         assert st.GetIncident(ipb.GetIncidentRequest(incident_id="t1")).state.version == 1  # nothing changed
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from liandong.server import status
+from liandong.wire import value_from_proto
 
 MAX_ID_CHARS = 256  # incident.id
 MAX_NAME_CHARS = 128  # incident.type, ruleset, version, fact names
@@ -33,6 +34,16 @@ def too_long(field: str, text: str, limit: int) -> status.Refusal:
 def check_text(field: str, text: str, limit: int = MAX_NAME_CHARS) -> None:
     if len(text) > limit:
         raise too_long(field, text, limit)
+
+
+def facts(field: str, struct: struct_pb2.Struct) -> dict[str, object]:
+    """The facts as Python values; a Refusal for a fact name over MAX_NAME_CHARS (shown cut), before
+    any check could quote it whole."""
+    out = {k: value_from_proto(v) for k, v in struct.fields.items()}
+    for name in out:
+        if len(name) > MAX_NAME_CHARS:
+            raise too_long(f"{field}.{name[:32]}…", name, MAX_NAME_CHARS)
+    return out
 
 
 def to_datetime(field: str, ts: timestamp_pb2.Timestamp) -> dt.datetime:

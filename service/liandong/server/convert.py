@@ -10,17 +10,13 @@ from liandong.rulebook import RuleBook
 from liandong.server import bounds
 from liandong.server.answers import after_who, citation, citations, scalar_value, unit
 from liandong.v1 import liandong_pb2 as pb
-from liandong.wire import value_from_proto
 
 
 def incident_from_proto(msg: pb.Incident) -> Incident:
     """The incident as domain values; status.Refusal when a free string or occurred_at is out of bounds."""
     bounds.check_text("incident.id", msg.id, bounds.MAX_ID_CHARS)
     bounds.check_text("incident.type", msg.type)
-    facts = {k: value_from_proto(v) for k, v in msg.facts.fields.items()}
-    for name in facts:
-        if len(name) > bounds.MAX_NAME_CHARS:
-            raise bounds.too_long(f"incident.facts.{name[:32]}…", name, bounds.MAX_NAME_CHARS)
+    facts = bounds.facts("incident.facts", msg.facts)
     occurred = None
     if msg.HasField("occurred_at"):
         occurred = bounds.to_datetime("incident.occurred_at", msg.occurred_at)

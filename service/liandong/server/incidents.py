@@ -33,7 +33,6 @@ from liandong.store.base import IncidentStore, Query
 from liandong.v1 import incidents_pb2 as ipb
 from liandong.v1 import incidents_pb2_grpc as ipb_grpc
 from liandong.v1 import liandong_pb2 as pb
-from liandong.wire import value_from_proto
 
 log = structlog.get_logger("liandong.incidents")
 
@@ -345,7 +344,7 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
                 bounds.check_text(name, getattr(request, name))
             now = self.now()
             reported_at = _from_ts("reported_at", request.reported_at) if request.HasField("reported_at") else now
-            patch = {k: value_from_proto(v) for k, v in request.facts.fields.items()}
+            patch = bounds.facts("facts", request.facts)
             for event in request.start_events:
                 bounds.check_text("start_events", event)
             starts = {k: _from_ts(f"start_events.{k}", v) for k, v in request.start_events.items()}
