@@ -30,6 +30,7 @@ from liandong.engine.result import (
     MatchedRule,
     ObligationResult,
     UnitResult,
+    determination,
 )
 from liandong.errors import EngineFailure
 
@@ -300,7 +301,7 @@ def combine(
                 rule_id=disagree[0],
             )
 
-    return Determination(
+    return determination(
         ruleset=doc.ruleset,
         version=doc.version,
         content_hash=doc.content_hash,
