@@ -6,12 +6,17 @@ consequences (each rule's `then`, and each level's own), and what each source br
 answer, as bits of one integer (a bit per unit, group and obligation of the document). Combining
 an answer is then a walk over the fired sources that ORs their bits, and one look-up of the
 units, groups and obligations those bits stand for.
+
+What an answer takes from the rules that fired depends on nothing else, and answers repeat few
+sets of fired rules, so that walk is kept per set (`Prepared.parts`). Which rules fire is still
+durable-rules' answer for every incident: this keeps only the document's arithmetic on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping
+from typing import NamedTuple
 
 from liandong.document.model import RuleSetDocument, Then, Unit
 from liandong.engine import trace
@@ -25,6 +30,7 @@ from liandong.engine.result import (
     MatchedRule,
     ObligationResult,
     UnitResult,
+    determination,
 )
 from liandong.errors import EngineFailure
 
@@ -32,8 +38,25 @@ from liandong.errors import EngineFailure
 # tests/bench fired 3 978 different sets of rules, but made 348 combinations), so the pieces of
 # each combination are kept, up to this many per document; then the store starts afresh.
 PIECES_CACHE_SIZE = 1024
+# The parts of an answer per set of fired rules, up to this many per document (the same 20 000
+# incidents fired 3 978 sets); then the store starts afresh.
+PARTS_CACHE_SIZE = 4096
 
 Pieces = tuple[tuple[UnitResult, ...], tuple[GroupResult, ...], tuple[ObligationResult, ...]]
+
+
+class Parts(NamedTuple):
+    """What an answer takes from the rules that fired: everything but the incident's own facts."""
+
+    positions: tuple[int, ...]  # the fired rules' positions in the document, in document order
+    level: LevelResult | None
+    command_tier: str
+    commanders: tuple[CommanderResult, ...]
+    lead: UnitResult | None
+    units: tuple[UnitResult, ...]
+    groups: tuple[GroupResult, ...]
+    obligations: tuple[ObligationResult, ...]
+    matched_rules: tuple[MatchedRule, ...]  # without condition traces
 
 
 def _unit(u: Unit) -> UnitResult:
@@ -121,6 +144,7 @@ class Prepared:
         # first, then groups, then obligations, so ascending bits are document order in each.
         self._unit_bit = {u.id: 1 << i for i, u in enumerate(doc.units)}
         self._pieces: dict[int, Pieces] = {}
+        self._parts: dict[tuple[str, ...], Parts] = {}
 
         # Rules by position in the document, the order of matched_rules.
         self._position = {r.id: i for i, r in enumerate(doc.rules)}
@@ -182,51 +206,77 @@ class Prepared:
             self._pieces[bits] = found
         return found
 
+    def parts(self, fired: Collection[str]) -> Parts:
+        """What an answer takes from these fired rules (in any order, repeated, or naming rules the
+        document lacks, which count for nothing)."""
+        key = fired if type(fired) is tuple else tuple(fired)
+        found = self._parts.get(key)
+        if found is None:
+            found = self._combine(fired)
+            if len(self._parts) >= PARTS_CACHE_SIZE:
+                self._parts.clear()  # clear() is atomic: evicting entries one by one could race between threads
+            self._parts[key] = found
+        return found
+
+    def _combine(self, fired: Collection[str]) -> Parts:
+        position = self._position
+        positions = tuple(sorted(map(position.__getitem__, position.keys() & fired)))  # document order, each once
+
+        # The level: the highest rank any fired rule sets, the first such rule on a tie.
+        rule_level = self._rule_level
+        decided: tuple[str, int] | None = None
+        for p in positions:
+            lv = rule_level[p]
+            if lv is not None and (decided is None or lv[1] > decided[1]):
+                decided = lv
+
+        # The fired sources, most senior first; the first to set lead, tier or commanders wins.
+        rule_seniority = self._rule_seniority
+        order = [rule_seniority[p] for p in positions]
+        if decided is not None:
+            level_then = self._level_seniority.get(decided[0])
+            if level_then is not None:
+                order.append(level_then)
+        order.sort()
+        sources = self._sources
+        lead_id: str | None = None
+        tier: str | None = None
+        commanders: tuple[CommanderResult, ...] | None = None
+        bits = 0
+        for n in order:
+            s = sources[n]
+            bits |= s.bits
+            if lead_id is None:
+                lead_id = s.lead
+            if tier is None:
+                tier = s.command_tier
+            if commanders is None:
+                commanders = s.commanders
+        if lead_id is not None:
+            bits |= self._unit_bit[lead_id]
+        units, groups, obligations = self.pieces(bits)
+        rule_results = self._rule_results
+        return Parts(
+            positions,
+            self.levels[decided[0]] if decided is not None else None,
+            tier or "",
+            commanders or (),
+            self.units[lead_id] if lead_id is not None else None,
+            units,
+            groups,
+            obligations,
+            tuple([rule_results[p] for p in positions]),
+        )
+
 
 def combine(
     prepared: Prepared, incident: Incident, facts: Mapping[str, object], fired: Collection[str], explain: bool = False
 ) -> Determination:
     doc = prepared.doc
-    position = prepared._position
-    positions = sorted(map(position.__getitem__, position.keys() & fired))  # document order, each once
-
-    # The level: the highest rank any fired rule sets, the first such rule on a tie.
-    rule_level = prepared._rule_level
-    decided: tuple[str, int] | None = None
-    for p in positions:
-        lv = rule_level[p]
-        if lv is not None and (decided is None or lv[1] > decided[1]):
-            decided = lv
-
-    # The fired sources, most senior first; the first to set lead, tier or commanders wins.
-    rule_seniority = prepared._rule_seniority
-    order = [rule_seniority[p] for p in positions]
-    if decided is not None:
-        level_then = prepared._level_seniority.get(decided[0])
-        if level_then is not None:
-            order.append(level_then)
-    order.sort()
-    sources = prepared._sources
-    lead_id: str | None = None
-    tier: str | None = None
-    commanders: tuple[CommanderResult, ...] | None = None
-    bits = 0
-    for n in order:
-        s = sources[n]
-        bits |= s.bits
-        if lead_id is None:
-            lead_id = s.lead
-        if tier is None:
-            tier = s.command_tier
-        if commanders is None:
-            commanders = s.commanders
-    if lead_id is not None:
-        bits |= prepared._unit_bit[lead_id]
-    units, groups, obligations = prepared.pieces(bits)
-
+    parts = prepared.parts(fired)
+    positions = parts.positions
     if not explain:
-        rule_results = prepared._rule_results
-        matched_rules = tuple([rule_results[p] for p in positions])
+        matched_rules = parts.matched_rules
         unmatched: tuple[MatchedRule, ...] = ()
     else:
         rules = doc.rules
@@ -251,20 +301,20 @@ def combine(
                 rule_id=disagree[0],
             )
 
-    return Determination(
+    return determination(
         ruleset=doc.ruleset,
         version=doc.version,
         content_hash=doc.content_hash,
         incident_id=incident.id,
         incident_type=incident.type,
         applies=bool(positions),
-        level=prepared.levels[decided[0]] if decided is not None else None,
-        command_tier=tier or "",
-        commanders=commanders or (),
-        lead=prepared.units[lead_id] if lead_id is not None else None,
-        units=units,
-        groups=groups,
-        obligations=obligations,
+        level=parts.level,
+        command_tier=parts.command_tier,
+        commanders=parts.commanders,
+        lead=parts.lead,
+        units=parts.units,
+        groups=parts.groups,
+        obligations=parts.obligations,
         matched_rules=matched_rules,
         facts=dict(facts),
         unmatched_rules=unmatched,

@@ -5,14 +5,22 @@ rulesets concurrently with callers. We use neither timers nor queued actions, so
 not started, and every call into the engine holds one lock. Each evaluation runs in a session of
 its own whose state is deleted afterwards: a ruleset holds at most 1024 live sessions.
 
-`fire` drives durable-rules' own C calls in the order `Host.assert_fact` makes them (assert the
-fact, start the first action, and per action update the state and complete it, which starts the
-next) without the per-action Python objects the Host builds for actions we do not need: a profile
-showed those, not the matching, as most of the engine's time. Same calls, same arguments, same
-results; docs/performance.md has the figures. The texts passed are written directly rather than
-through `json.dumps` where that is cheaper: the fact, member by member, for the flat facts of a
-checked incident, and the session state, whose shape the engine fixes. Both are the exact text the
-Host's JSON round trip writes; anything else takes that general path.
+`fire` drives durable-rules' own C calls as `Host.assert_fact` does (assert the fact, start the
+first action, complete each action, which starts the next) without the per-action Python objects
+the Host builds for actions we do not need: a profile showed those, not the matching, as most of
+the engine's time. docs/performance.md has the figures. Two of the Host's calls are left out
+because they cannot change what fires:
+
+- `update_state` after each action: the Host writes the session state back in case an action
+  changed it. Ours change nothing, and the state message (`sid`, `id`, `$s`) has no property any
+  compiled rule tests (input names, which may not be `sid` or `id`, presence flags and the anchor),
+  so re-asserting it reaches no rule: the engine only deleted and stored it again.
+- the Host's Python layers around `delete_state`: the same C call is made directly.
+
+The texts passed are written directly rather than through `json.dumps` where that is cheaper: the
+fact, member by member, for the flat facts of a checked incident. It is the exact text the Host's
+`json.dumps` writes; anything else takes that general path. tests/test_engine_host_order.py checks
+the calls and their results against the Host's own for every bundled rule set.
 """
 
 from __future__ import annotations
@@ -68,7 +76,8 @@ class DurableRuntime:
         self._sids = itertools.count(1)
         self._fired: list[str] = []
         self._registered: set[str] = set()
-        self._handles: dict[str, tuple[int, frozenset[str]]] = {}  # durable name -> (C handle, rule names)
+        # durable name -> (C handle, rule names, the fact's keys as JSON member prefixes)
+        self._handles: dict[str, tuple[int, frozenset[str], dict[str, str]]] = {}
 
     def _action(self, rule_id: str) -> Callable[[Any], None]:
         def record(_closure: Any) -> None:
@@ -91,7 +100,12 @@ class DurableRuntime:
                     ruleset=compiled.document.ruleset,
                 ) from exc
             self._registered.add(compiled.name)
-            self._handles[compiled.name] = (self._host.get_ruleset(compiled.name)._handle, frozenset(compiled.rules))
+            keys = [*compiled.inputs.name_list, *(flag for flag, _ in compiled.inputs.presence)]
+            self._handles[compiled.name] = (
+                self._host.get_ruleset(compiled.name)._handle,
+                frozenset(compiled.rules),
+                {key: f"{encode_basestring(key)}: " for key in keys},
+            )
 
     def fire(self, name: str, fact: Mapping[str, object]) -> tuple[str, ...]:
         """The ids of every rule of ruleset `name` whose conditions the fact meets."""
@@ -99,27 +113,33 @@ class DurableRuntime:
             sid = str(next(self._sids))
             fired: list[str] = []
             self._fired = fired  # the Host's actions record here too
+            registered = self._handles.get(name)
             try:
-                self._assert(name, fact, sid, fired)
+                if registered is None:  # not registered here: the Host raises its own error
+                    self._host.assert_fact(name, _in_session(fact, sid))
+                else:
+                    self._assert(registered, fact, sid, fired)
             except Exception as exc:  # MessageNotHandledException included: the anchor always matches
                 raise EngineFailure(f"durable-rules failed evaluating '{name}': {exc}") from exc
             finally:
                 # Always free the session: a leaked one counts towards the 1024-session limit.
                 try:
-                    self._host.delete_state(name, sid)
+                    if registered is None:
+                        self._host.delete_state(name, sid)
+                    else:
+                        durable_rules_engine.delete_state(registered[0], sid)  # what Host.delete_state calls
                 except Exception as exc:
                     raise EngineFailure(f"durable-rules could not free session {sid} of '{name}': {exc}") from exc
             return tuple(fired)
 
-    def _assert(self, name: str, fact: Mapping[str, object], sid: str, fired: list[str]) -> None:
-        """What `Host.assert_fact(name, <the fact in session sid>)` does for rules whose actions
+    @staticmethod
+    def _assert(
+        registered: tuple[int, frozenset[str], dict[str, str]], fact: Mapping[str, object], sid: str, fired: list[str]
+    ) -> None:
+        """What `Host.assert_fact(<ruleset>, <the fact in session sid>)` does for rules whose actions
         only record their name, recording them in `fired`."""
-        registered = self._handles.get(name)
-        if registered is None:  # not registered here: the Host raises its own error
-            self._host.assert_fact(name, _in_session(fact, sid))
-            return
-        handle, rule_names = registered
-        result = durable_rules_engine.assert_fact(handle, _session_fact_json(fact, sid))
+        handle, rule_names, prefixes = registered
+        result = durable_rules_engine.assert_fact(handle, _session_fact_json(fact, sid, prefixes))
         if result[0] == 1:
             raise durable_engine.MessageNotHandledException(_in_session(fact, sid))
         if result[0] == 2:
@@ -128,9 +148,6 @@ class DurableRuntime:
         started = durable_rules_engine.start_action_for_state(handle, state_handle)
         if not started:
             return
-        # The Host parses the session state and writes it back unchanged after every action.
-        state = _state_json(started[0], sid)
-        update_state = durable_rules_engine.update_state
         complete_and_start_action = durable_rules_engine.complete_and_start_action
         message: str | None = started[1]
         while message:
@@ -142,7 +159,6 @@ class DurableRuntime:
             if rule != ANCHOR_RULE:
                 fired.append(rule)
             try:
-                update_state(handle, state)
                 message = complete_and_start_action(handle, state_handle)
             except BaseException:
                 durable_rules_engine.abandon_action(handle, state_handle)
@@ -157,6 +173,7 @@ class DurableRuntime:
 # What `json.dumps(value, ensure_ascii=False)` uses, built once instead of per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 _ANCHOR_MEMBER = f"{encode_basestring(ANCHOR_FIELD)}: true"
+_NO_PREFIXES: Mapping[str, str] = {}
 
 
 def _in_session(fact: Mapping[str, object], sid: str) -> dict[str, object]:
@@ -164,11 +181,12 @@ def _in_session(fact: Mapping[str, object], sid: str) -> dict[str, object]:
     return {**fact, ANCHOR_FIELD: True, "sid": sid}
 
 
-def _session_fact_json(fact: Mapping[str, object], sid: str) -> str:
+def _session_fact_json(fact: Mapping[str, object], sid: str, prefixes: Mapping[str, str] | None = None) -> str:
     """`fact_json(_in_session(fact, sid))`, without building that dict when the fact has neither
-    key already (input ids start with a letter, so only an input named `sid` could)."""
+    key already (input ids start with a letter, so only an input named `sid` could). `prefixes`
+    holds the `"key": ` texts of keys the fact is expected to have, written once."""
     if ANCHOR_FIELD not in fact and "sid" not in fact:
-        members = _members(fact)
+        members = _members(fact, prefixes)
         if members is not None:
             members.append(_ANCHOR_MEMBER)
             members.append(f'"sid": "{sid}"')  # the sid is digits: nothing to escape
@@ -201,22 +219,27 @@ def definition_json(value: object) -> str:
     return _ENCODER.encode(value)
 
 
-def _members(fact: Mapping[str, object]) -> list[str] | None:
+def _members(fact: Mapping[str, object], prefixes: Mapping[str, str] | None = None) -> list[str] | None:
     """The `"key": value` texts of a flat fact, as `json.dumps(fact, ensure_ascii=False)` writes
-    them (exponents as fact_json says), or None if a key or value needs the general path."""
+    them (exponents as fact_json says), or None if a key or value needs the general path. A key
+    found in `prefixes` is written as given there."""
     members: list[str] = []
     append = members.append
+    known = prefixes if prefixes is not None else _NO_PREFIXES
     for key, value in fact.items():
-        if type(key) is not str:
-            return None
+        prefix = known.get(key)  # a key of another type than str is simply not there
+        if prefix is None:
+            if type(key) is not str:
+                return None
+            prefix = f"{encode_basestring(key)}: "
         if value is True:
-            shown = "true"
+            append(prefix + "true")
         elif value is False:
-            shown = "false"
+            append(prefix + "false")
         elif type(value) is int:
-            shown = int.__repr__(value)
+            append(prefix + int.__repr__(value))
         elif type(value) is str:
-            shown = encode_basestring(value)
+            append(prefix + encode_basestring(value))
         elif type(value) is float:
             shown = float.__repr__(value)
             if "e" in shown:
@@ -225,11 +248,11 @@ def _members(fact: Mapping[str, object]) -> list[str] | None:
                     shown = f"{mantissa}.0e{exponent}"
             elif "n" in shown:  # inf or nan, which JSON writes Infinity or NaN
                 shown = _ENCODER.encode(value)
+            append(prefix + shown)
         elif value is None:
-            shown = "null"
+            append(prefix + "null")
         else:
             return None
-        append(f"{encode_basestring(key)}: {shown}")
     return members
 
 
@@ -247,14 +270,6 @@ def _fact_json_general(fact: Mapping[str, object]) -> str:
             shown = _ENCODER.encode(value)
         parts.append(f"{_ENCODER.encode(key)}: {shown}")
     return "{" + ", ".join(parts) + "}"
-
-
-def _state_json(state: str, sid: str) -> str:
-    """The session state as the Host writes it back: `json.dumps(json.loads(state), ensure_ascii=False)`.
-    The engine writes a new session's state in one fixed shape, whose rewriting is known."""
-    if state == f'{{ "sid":"{sid}", "id":"sid-{sid}", "$s":1}}':
-        return f'{{"sid": "{sid}", "id": "sid-{sid}", "$s": 1}}'
-    return _ENCODER.encode(json.loads(state))
 
 
 def _action_name(message: str) -> str:
