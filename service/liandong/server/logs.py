@@ -6,7 +6,7 @@ lines. Under `--workers` the workers do not write to the shared stderr at all: e
 over a pipe of its own to the supervisor, which writes them, so lines of two workers cannot mix
 even when longer than the 4 KiB a pipe write keeps whole (server/workers.py).
 
-The JSON lines follow structlog's own performance recipe (docs/operations.md): orjson renders each
+The JSON lines follow structlog's own performance recipe (its docs, "Performance"): orjson renders each
 line straight to UTF-8 bytes (several times faster than `json.dumps`, and the decision line is written
 on every call, before the answer), the logger takes those bytes as they are, loggers are cached on
 first use and levels below the configured one are methods that return None. The timestamp is the
