@@ -6,10 +6,11 @@ and each processor of both chains alone.
 
 The fields come from real fire-linkage determinations of varied incidents (bundled rules). Each line
 goes the whole way: the module-level logger proxy, the processor chain, the rendering, and the
-write(2) of line and newline under the process lock, to stderr sent to /dev/null. Configurations alternate round by
-round (A B A B ...), each round bounded by count and by --seconds; the figures are the medians over
-every line of every round, and `ratio` is before/after. `after_bound` is the current set-up called on
-the bound logger itself rather than through the module-level proxy (what the proxy costs).
+write(2) of line and newline under the process lock, to stderr sent to /dev/null. Configurations
+alternate round by round (A B A B ...), each round bounded by count and by --seconds; the figures are
+the medians over every line of every round, and `ratio` is before/after. `after_bound` is the current
+set-up called on the bound logger itself rather than through the module-level proxy (what the proxy
+costs).
 """
 
 from __future__ import annotations
