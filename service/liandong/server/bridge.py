@@ -55,7 +55,7 @@ class CallContext:
         return remaining is None or remaining > 0
 
     def time_remaining(self) -> float | None:
-        return self._context.time_remaining()  # type: ignore[no-any-return]
+        return self._context.time_remaining()
 
     def abort_with_status(self, st: grpc.Status) -> NoReturn:
         raise Aborted(st)
@@ -144,10 +144,13 @@ def threaded_stream(
         items: Iterator[Any] | None = None
         pending: futures.Future[Any] | None = None
         done = object()
+
+        def step(items: Iterator[Any]) -> Any:
+            return next(items, done)
         try:
             items = iter(await asyncio.wrap_future(pool.submit(run, fn, request, _sync(ctx))))
             while True:
-                pending = pool.submit(run, next, items, done)
+                pending = pool.submit(run, step, items)
                 item = await asyncio.wrap_future(pending)
                 pending = None
                 if item is done:
@@ -188,7 +191,9 @@ class _Collector:
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self.generic.extend(handlers)
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
         self.registered[service] = dict(handlers)
 
 

@@ -595,4 +595,3 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             obs.finish()
         if failure is not None:
             context.abort_with_status(failure)
-
