@@ -147,6 +147,7 @@ def threaded_stream(
 
         def step(items: Iterator[Any]) -> Any:
             return next(items, done)
+
         try:
             items = iter(await asyncio.wrap_future(pool.submit(run, fn, request, _sync(ctx))))
             while True:
