@@ -16,15 +16,11 @@ from prometheus_client import CollectorRegistry
 from liandong.engine.runtime import DurableRuntime
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState
-from liandong.server.servicer import ResponseServicer
+from liandong.server.servicer import END, NEXT_REQUEST, ResponseServicer
 from liandong.v1 import liandong_pb2 as pb
 from support.messages import request
 from support.metrics import sample
 from support.rules import copy_demo
-
-
-class State:
-    client = "open"
 
 
 class Context:
@@ -34,7 +30,6 @@ class Context:
         self._active = active
         self.checks = 0
         self.callbacks: list[Callable[[], None]] = []
-        self._state = State()
 
     def is_active(self) -> bool:
         self.checks += 1
@@ -104,18 +99,33 @@ def test_a_message_grpc_took_but_never_came_back_after_is_marked_not_sent(
     assert [e["decision_ids"] for e in _events(logs, "answers_not_confirmed_sent")] == [decided[2:]]
 
 
-def test_a_stream_that_ends_normally_marks_nothing_and_a_cancelled_one_marks_its_last_message(
+def test_a_stream_that_ends_normally_marks_nothing_nor_does_one_closed_while_it_waits(
     servicer: tuple[ResponseServicer, CollectorRegistry],
 ) -> None:
-    """A stream that ends with every message taken marks nothing if grpc reports no cancel, and marks its last message's decisions if grpc reports the caller cancelled."""
-    svc, _ = servicer
+    """A stream whose every message was taken marks nothing, whether its requests end (counted OK) or the call ends while it waits for the next one (counted CANCELLED): its answers were all handed over."""
+    svc, registry = servicer
     for cancelled in (False, True):
+        before = {
+            c: sample(registry, "liandong_rpc_requests_total", method="DetermineStream", code=c)
+            for c in ("OK", "CANCELLED")
+        }
         context = Context(lambda n: True)
         with structlog.testing.capture_logs() as logs:
-            sent = list(svc.DetermineStream(iter([_batch(1), _batch(5, 12)]), context))  # type: ignore[arg-type]
-            assert len(sent) == 2 and len(context.callbacks) == 1
-            context._state.client = "cancelled" if cancelled else "closed"
-            context.callbacks[0]()
-        decided = [e["decision_id"] for e in _events(logs, "decision")]
+            stream = svc._stream(context)  # type: ignore[arg-type]
+            sent = []
+            item = next(stream)
+            for batch in (_batch(1), _batch(5, 12)):
+                assert item is NEXT_REQUEST
+                sent.append(stream.send(batch))
+                item = next(stream)
+            assert item is NEXT_REQUEST and len(sent) == 2
+            if cancelled:
+                stream.close()  # what the asyncio handler does when its task is cancelled at a read
+            else:
+                with pytest.raises(StopIteration):
+                    stream.send(END)
         marked = [e["decision_ids"] for e in _events(logs, "answers_not_confirmed_sent")]
-        assert marked == ([decided[1:]] if cancelled else [])
+        assert marked == []
+        code = "CANCELLED" if cancelled else "OK"
+        after = sample(registry, "liandong_rpc_requests_total", method="DetermineStream", code=code)
+        assert after == before[code] + 1

@@ -195,7 +195,7 @@ def test_deadline_stops_evaluation(
     calls: list[grpc.ServicerContext] = []
     evaluated = 0
     original_determine = servicer.ResponseServicer._determine
-    original_stream = servicer.ResponseServicer.DetermineStream
+    original_stream = servicer.ResponseServicer._stream
 
     def held(self: servicer.ResponseServicer, serving: Any, req: Any) -> Any:
         nonlocal evaluated
@@ -206,12 +206,12 @@ def test_deadline_stops_evaluation(
             wait_until(lambda: not calls[0].is_active(), BOUND)
         return original_determine(self, serving, req)
 
-    def seen(self: servicer.ResponseServicer, request_iterator: Any, context: grpc.ServicerContext) -> Any:
+    def seen(self: servicer.ResponseServicer, context: grpc.ServicerContext) -> Any:
         calls.append(context)
-        yield from original_stream(self, request_iterator, context)
+        return (yield from original_stream(self, context))
 
     monkeypatch.setattr(servicer.ResponseServicer, "_determine", held)
-    monkeypatch.setattr(servicer.ResponseServicer, "DetermineStream", seen)  # before the server registers it
+    monkeypatch.setattr(servicer.ResponseServicer, "_stream", seen)  # what the served stream runs
     sent = 0
 
     def requests() -> Iterator[pb.DetermineRequest]:

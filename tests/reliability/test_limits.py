@@ -4,13 +4,17 @@ call with a documented code, and the service keeps answering afterwards."""
 from __future__ import annotations
 
 import re
+import threading
+from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 
 from liandong.engine.descriptor import MAX_FACTS
 from liandong.engine.runtime import DurableRuntime
+from liandong.server import servicer
 from liandong.server.app import Service
 from liandong.server.config import Config
 from liandong.v1 import liandong_pb2 as pb
@@ -162,25 +166,37 @@ def still_answers_quietly(stub: pb_grpc.ResponseServiceStub) -> bool:
         return False
 
 
-def test_call_queued_past_its_deadline_is_never_evaluated(rules_dir: Path, runtime: DurableRuntime) -> None:
-    """With the only worker busy, a Determine whose deadline passes while it waits is not evaluated later."""
-    with running(rules_dir, runtime, max_workers=1) as svc:
+def test_call_queued_past_its_deadline_is_never_evaluated(
+    rules_dir: Path, runtime: DurableRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the event loop busy evaluating another call, a Determine whose deadline passes while it waits is not evaluated later."""
+    entered, release = threading.Event(), threading.Event()
+    original = servicer.ResponseServicer._determine
+
+    def held(self: servicer.ResponseServicer, serving: Any, req: Any) -> Any:
+        if req.incident.id == "hold":  # evaluations run on the loop: while this one waits, nothing else runs
+            entered.set()
+            release.wait(BOUND)
+        return original(self, serving, req)
+
+    monkeypatch.setattr(servicer.ResponseServicer, "_determine", held)
+    with running(rules_dir, runtime) as svc:
         channel, stub = stub_for(svc)
-        with channel:
-            held = held_open(stub)  # occupies the one worker thread
+        with channel, futures.ThreadPoolExecutor(max_workers=1) as caller:
+            first = caller.submit(stub.Determine, request("demo", {"deaths": 1}, incident_id="hold"), timeout=BOUND)
             try:
-                assert held.first.wait(BOUND) and held.answers
+                assert entered.wait(BOUND)
                 with pytest.raises(grpc.RpcError) as caught:
                     stub.Determine(request("demo", {"deaths": 30}), timeout=0.3)
                 assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             finally:
-                held.close(BOUND)
-            assert held.error is None
-            assert still_answers(stub)  # the worker is free again and has run whatever was queued
+                release.set()
+            assert first.result(BOUND).level.code == "IV"
+            assert still_answers(stub)  # the loop is free again and has run whatever was queued
             assert (
                 sample(svc.registry, "liandong_decisions_total", ruleset="demo", version="2024.1", level="II") == 0
             )  # deaths=30 was never decided
-            assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == 1
+            assert sample(svc.registry, "liandong_rpc_requests_total", method="Determine", code="OK") == 2
 
 
 def _ld(field: int, payload: bytes) -> bytes:

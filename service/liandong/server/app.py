@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+import grpc.aio
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -22,10 +24,10 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import StoreUnavailable
 from liandong.server import identity
 from liandong.server.admin import AdminServicer
+from liandong.server.bridge import add_threaded
 from liandong.server.clocks import ClockLoop, EventBus, Now, file_clock, system_now
 from liandong.server.config import Config, is_loopback
 from liandong.server.incidents import IncidentServicer
-from liandong.server.incidents import register as register_incidents
 from liandong.server.metrics import (
     ActiveVersionCollector,
     IncidentCollector,
@@ -38,7 +40,7 @@ from liandong.server.servicer import ResponseServicer, register
 from liandong.server.web.serve import WebServer
 from liandong.store.sql import describe, open_store
 from liandong.tls import TLSError, server_credentials
-from liandong.v1 import admin_pb2, admin_pb2_grpc, incidents_pb2, liandong_pb2
+from liandong.v1 import admin_pb2, admin_pb2_grpc, incidents_pb2, incidents_pb2_grpc, liandong_pb2
 
 log = structlog.get_logger("liandong.server")
 
@@ -47,8 +49,34 @@ ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["RulesAdminService"].full_
 INCIDENT_SERVICE = incidents_pb2.DESCRIPTOR.services_by_name["IncidentService"].full_name
 
 
+T = TypeVar("T")
+
+
 class StartupError(Exception):
     """The service cannot start: bad address, or no valid rules to serve."""
+
+
+class EventLoop:
+    """The asyncio loop the gRPC server runs on, in a thread of its own: start() and stop() stay
+    synchronous for their callers (run(), tests), and signals stay with the main thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="grpc-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for its result (or exception)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 class Service:
@@ -77,7 +105,9 @@ class Service:
         self.port = 0
         self.metrics_port = 0
         self.http_port = 0
-        self._server: grpc.Server | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: EventLoop | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
         self._web: WebServer | None = None
         self._metrics_httpd: Any = None
         self._stopping = threading.Event()
@@ -119,11 +149,17 @@ class Service:
             ("grpc.max_send_message_length", c.max_message_bytes),
             ("grpc.so_reuseport", 1 if c.reuse_port else 0),  # only workers of one supervisor share a port
         ]
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc"),
-            options=options,
-            maximum_concurrent_rpcs=c.max_concurrent_rpcs,
-        )
+        # Calls that only compute (ResponseService) run on the event loop; those that block (incidents,
+        # admin reloads, health watches) in this pool of --max-workers threads.
+        pool = futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc")
+        loop = EventLoop()
+
+        async def create() -> grpc.aio.Server:
+            return grpc.aio.server(
+                migration_thread_pool=pool, options=options, maximum_concurrent_rpcs=c.max_concurrent_rpcs
+            )
+
+        server = loop.call(create())
         servicer = ResponseServicer(
             self.state,
             self.metrics,
@@ -136,6 +172,7 @@ class Service:
             identities = identity.load(c.identities, loopback_plaintext=credentials is None and is_loopback(c.listen))
         except identity.IdentitiesError as exc:
             self._close_metrics()
+            loop.close()
             raise StartupError(str(exc)) from None
         self.incidents = IncidentServicer(
             self.state,
@@ -149,8 +186,9 @@ class Service:
             stopping=self._stopping,
             on_change=lambda change: self.clocks.wake() if self.clocks else None,
         )
-        register_incidents(self.incidents, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        incidents = self.incidents
+        add_threaded(server, pool, lambda s: incidents_pb2_grpc.add_IncidentServiceServicer_to_server(incidents, s))  # type: ignore[no-untyped-call]
+        add_threaded(server, pool, lambda s: health_pb2_grpc.add_HealthServicer_to_server(self.health, s))
         services = [
             RESPONSE_SERVICE,
             INCIDENT_SERVICE,
@@ -158,9 +196,8 @@ class Service:
             reflection.SERVICE_NAME,
         ]
         if c.admin_token:
-            admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(
-                AdminServicer(self.state, c.admin_token, self.metrics), server
-            )  # type: ignore[no-untyped-call]
+            admin = AdminServicer(self.state, c.admin_token, self.metrics)
+            add_threaded(server, pool, lambda s: admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(admin, s))  # type: ignore[no-untyped-call]
             services.append(ADMIN_SERVICE)
         reflection.enable_server_reflection(services, server)
         try:
@@ -171,9 +208,10 @@ class Service:
             )
         except RuntimeError as exc:
             self._close_metrics()
+            loop.close()
             raise StartupError(f"cannot listen on {c.listen}: {exc}") from exc
-        self._server = server
-        server.start()
+        self._server, self._loop, self._pool = server, loop, pool
+        loop.call(server.start())
         if c.http:  # the pages and the JSON door call the same servicer, on the same rules
             # HTTP callers are known by the same identities file; open as `local` only if --http itself
             # is loopback plaintext (web/incident_door.py).
@@ -236,13 +274,24 @@ class Service:
         grace = self.config.grace_seconds if grace is None else grace
         if self._server is not None or self._web is not None:
             log.info("draining", grace_seconds=grace)
-        stopped = self._server.stop(grace) if self._server is not None else None
+        server, loop = self._server, self._loop
+        stopped = (
+            asyncio.run_coroutine_threadsafe(server.stop(grace), loop.loop)
+            if server is not None and loop is not None
+            else None
+        )
         if self._web is not None:  # drains while gRPC does
             self._web.stop(grace)
             self._web = None
         if stopped is not None:
-            stopped.wait()
+            stopped.result()
             self._server = None
+        if loop is not None:
+            loop.close()
+            self._loop = None
+        if self._pool is not None:  # what is left in it has seen its call end
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         if self.clocks is not None:
             self.clocks.stop()
             self.clocks = None

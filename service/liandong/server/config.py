@@ -79,7 +79,7 @@ HELP = {
     "watch": "reload when rule files change",
     "watch_interval": "seconds between checks for changed rule files",
     "grace_seconds": "on SIGTERM, seconds in-flight calls get to finish",
-    "max_workers": "threads serving calls",
+    "max_workers": "threads serving the calls that block (incidents, admin reloads, health watches); ResponseService runs on the event loop",
     "max_message_bytes": "largest request or response message",
     "run_fixtures_on_reload": "run every fixture before a reloaded set may serve",
     "shadow": "JSON-lines file of recorded incidents: on each reload, answer them under the newest versions "

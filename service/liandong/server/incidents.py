@@ -595,7 +595,3 @@ class IncidentServicer(ipb_grpc.IncidentServiceServicer):
             obs.finish()
         if failure is not None:
             context.abort_with_status(failure)
-
-
-def register(servicer: IncidentServicer, server: grpc.Server) -> None:
-    ipb_grpc.add_IncidentServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import grpc
+import grpc.aio
 import structlog
 
 from liandong.engine.result import Determination
@@ -15,6 +17,7 @@ from liandong.errors import RuleSetNotFound
 from liandong.rulebook import RuleBook, evaluate
 from liandong.server import answers as answers_pb
 from liandong.server import bounds, convert, status
+from liandong.server.bridge import Aborted, CallContext, inline
 from liandong.server.calls import CallMetrics, Observed, guard, refusal
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState, Serving
@@ -25,6 +28,8 @@ from liandong.wire import MAX_BATCH
 log = structlog.get_logger("liandong.decisions")
 
 T = TypeVar("T")
+NEXT_REQUEST = object()  # what a stream yields to be sent its next request message
+END = object()  # what it is sent when there is none
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ResponseService"].full_name
 # Response messages stay within what grpc clients accept by default (4 MiB) and the server's own
@@ -58,23 +63,23 @@ def _as_is(answer: bytes) -> bytes:
     return answer
 
 
-def register(servicer: ResponseServicer, server: grpc.Server) -> None:
-    """Serve ResponseService: the generated registration, with tolerant decoding and answers sent
-    as the servicer serialized them (no interceptor: one would run on every call)."""
+def register(servicer: ResponseServicer, server: grpc.aio.Server) -> None:
+    """Serve ResponseService on the event loop: tolerant decoding, answers sent as the servicer
+    serialized them (no interceptor: one would run on every call)."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Determine": grpc.unary_unary_rpc_method_handler(
-            servicer.Determine, _tolerant(pb.DetermineRequest.FromString), _as_is
+            inline(servicer.Determine), _tolerant(pb.DetermineRequest.FromString), _as_is
         ),
         "DetermineStream": grpc.stream_stream_rpc_method_handler(
-            servicer.DetermineStream, _tolerant(pb.DetermineStreamRequest.FromString), _as_is
+            servicer.determine_stream, _tolerant(pb.DetermineStreamRequest.FromString), _as_is
         ),
         "ListRuleSets": grpc.unary_unary_rpc_method_handler(
-            servicer.ListRuleSets,
+            inline(servicer.ListRuleSets),
             _tolerant(pb.ListRuleSetsRequest.FromString),
             pb.ListRuleSetsResponse.SerializeToString,
         ),
         "GetRuleSet": grpc.unary_unary_rpc_method_handler(
-            servicer.GetRuleSet, _tolerant(pb.GetRuleSetRequest.FromString), pb.RuleSet.SerializeToString
+            inline(servicer.GetRuleSet), _tolerant(pb.GetRuleSetRequest.FromString), pb.RuleSet.SerializeToString
         ),
     }
     assert set(handlers) == {m.name for m in pb.DESCRIPTOR.services_by_name["ResponseService"].methods}
@@ -88,20 +93,6 @@ DEADLINE_SLACK = 0.1  # seconds: transit time between the caller's deadline and 
 def _undecodable(request: object) -> None:
     if isinstance(request, Undecodable):
         raise status.Refusal(status.bad_request("request", f"cannot be decoded: {request.error}"))
-
-
-def _core_cancelled(context: grpc.ServicerContext) -> bool | None:
-    """Whether grpc core ended the call as cancelled (its RECV_CLOSE_ON_SERVER flag: the caller
-    cancelled, its deadline passed, or the connection went), once the call has terminated.
-
-    Only this flag tells a cancelled stream from one whose caller half-closed: on a cancel, grpc's
-    sync server can hand the handler an end of the request stream before it records the cancel
-    (grpc/grpc#33038), so `is_active()` in the handler is still True. grpc keeps the flag in the
-    context's private state and nowhere public; None when this grpc has no such state (a test pins
-    it: tests/test_round2_stream_cancel.py).
-    """
-    client = getattr(getattr(context, "_state", None), "client", None)
-    return None if not isinstance(client, str) else client == "cancelled"
 
 
 def _ended(context: grpc.ServicerContext) -> grpc.StatusCode:
@@ -223,16 +214,71 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def DetermineStream(
         self, request_iterator: Iterator[pb.DetermineStreamRequest], context: grpc.ServicerContext
     ) -> Iterator[bytes]:
+        """The stream driven in-process (tests drive it with a stand-in context): `_stream` fed
+        from an iterator, its messages yielded."""
+        stream = self._stream(context)
+        item = next(stream)
+        try:
+            while True:
+                if item is NEXT_REQUEST:
+                    item = stream.send(next(request_iterator, END))
+                else:
+                    assert isinstance(item, bytes)
+                    yield item
+                    item = next(stream)
+        except StopIteration:
+            return
+        finally:
+            stream.close()  # GeneratorExit at the yield this one was closed at
+
+    async def determine_stream(self, requests: object, context: grpc.aio.ServicerContext[Any, bytes]) -> None:
+        """DetermineStream on the asyncio server: requests read and answers written by the loop,
+        each batch evaluated on it (no thread held by a stream). A call that ends while it waits
+        (cancel, deadline, server stop) closes `_stream` at the yield it waits at."""
+        ctx = CallContext(context)
+        stream = self._stream(ctx)  # type: ignore[arg-type]  # the part of the context it uses
+        try:
+            item = next(stream)
+            while True:
+                if item is NEXT_REQUEST:
+                    request = await context.read()
+                    if request is grpc.aio.EOF:
+                        # A cancel can reach the handler as a plain end of the request stream, with
+                        # grpc's own report of it queued just behind: one turn of the loop lets that
+                        # report cancel this task (CancelledError here) before the stream counts OK.
+                        # Best effort: grpc.aio says nothing more (docs/reliability.md).
+                        await asyncio.sleep(0)
+                        request = END
+                    item = stream.send(request)
+                else:
+                    assert isinstance(item, bytes)
+                    await context.write(item)
+                    item = next(stream)
+        except StopIteration:
+            pass
+        except Aborted as aborted:
+            await context.abort_with_status(aborted.status)
+        finally:
+            stream.close()
+            ctx.end()
+
+    def _stream(self, context: grpc.ServicerContext) -> Generator[bytes | object, object, None]:
+        """One DetermineStream, without its I/O: yields NEXT_REQUEST to be sent the next request
+        message (END when there is none), and each response message to send. A yield the stream
+        is closed at (GeneratorExit) is where the call ended."""
         obs = Observed(self.calls, "DetermineStream")
         failure: grpc.Status | None = None
         count = 0
         ids: list[str] = []  # decisions evaluated (and logged) whose answers are not yet handed to gRPC
         handing: list[str] = []  # those of the message being handed to gRPC now
-        handed: list[str] = []  # those of the last message gRPC took
         try:
             serving = self._serving()  # the whole stream answers from one snapshot
-            for batch in request_iterator:
+            while True:
+                batch = yield NEXT_REQUEST
+                if batch is END:
+                    break
                 _undecodable(batch)
+                assert isinstance(batch, pb.DetermineStreamRequest)
                 if len(batch.requests) > MAX_BATCH:
                     raise status.Refusal(
                         status.bad_request(
@@ -259,7 +305,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                         if answers and size + len(wire) + ANSWER_FRAMING > self.max_response_bytes:
                             handing, ids = ids, []
                             yield answers_pb.stream_response(answers)  # a batch's answers may need several messages
-                            handed, handing = handing, []
+                            handing = []
                             answers, size = [], 0
                         answers.append(wire)
                         ids.append(decision_id)
@@ -268,14 +314,14 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                     if answers:  # the answers before the refused request still reach the caller
                         handing, ids = ids, []
                         yield answers_pb.stream_response(answers)
-                        handed, handing = handing, []
+                        handing = []
                     raise
                 handing, ids = ids, []
                 yield answers_pb.stream_response(answers)
-                handed, handing = handing, []
-            if not context.is_active():  # a cancel can also end the request iterator quietly
+                handing = []
+            if not context.is_active():  # its deadline passed as the request stream ended
                 obs.code = _ended(context)
-        except GeneratorExit:  # grpc closed the stream at a yield: the call ended
+        except GeneratorExit:  # the call ended where the stream waited
             obs.code = _ended(context)
             # gRPC did not come back for more after this message: it was not (or not surely) sent.
             _not_sent(handing + ids, "the call ended while they were being sent")
@@ -287,25 +333,9 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                 failure = refusal(exc, "DetermineStream")
                 obs.code = failure.code
         finally:
-            if obs.code is grpc.StatusCode.OK:
-                # Ended as far as the handler can tell; whether the caller cancelled is known only
-                # once the call has terminated, so it is counted then.
-                self._count_when_terminated(obs, context, handed)
-            else:
-                obs.finish()
+            obs.finish()
         if failure is not None:
             context.abort_with_status(failure)
-
-    @staticmethod
-    def _count_when_terminated(obs: Observed, context: grpc.ServicerContext, last: list[str]) -> None:
-        def terminated() -> None:
-            if _core_cancelled(context):
-                obs.code = _ended(context)
-                _not_sent(last, "the caller cancelled the stream after they were handed to gRPC")
-            obs.finish()
-
-        if not context.add_callback(terminated):  # it has terminated already
-            terminated()
 
     def ListRuleSets(self, request: pb.ListRuleSetsRequest, context: grpc.ServicerContext) -> pb.ListRuleSetsResponse:
         return self._guard(
