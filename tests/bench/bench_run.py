@@ -322,13 +322,13 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     # --quick is a smoke run (about a minute and a half): short windows, no canned server, no
     # one-a-message stream, 30 000 decisions for memory.
-    window = "1.5" if args.quick else "4"
-    warmup = ("--warmup", "0.5" if args.quick else "1")
+    window = "1" if args.quick else "4"
+    warmup = ("--warmup", "0.3" if args.quick else "1")
     began = time.monotonic()
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick, "serve_args": SERVE_ARGS}
 
     log("engine, in process (and zen-engine)")
-    report["engine"] = run_json([str(BENCH / "bench_engine.py"), "--seconds", "1" if args.quick else "3"], 300)
+    report["engine"] = run_json([str(BENCH / "bench_engine.py"), "--seconds", "0.5" if args.quick else "3"], 300)
 
     log("per-call stages, in process")
     report["stages"] = run_json([str(BENCH / "bench_stages.py"), "--seconds", "0.5" if args.quick else "3"], 300)
@@ -336,16 +336,18 @@ def main() -> int:
     log("scaling with work, in process: rules in a document, documents loaded")
     scale_s = "0.5" if args.quick else "2"
     report["scaling_rules"] = run_json([str(BENCH / "bench_scaling.py"), "rules", "--seconds", scale_s], 300)
-    report["scaling_rulesets"] = run_json([str(BENCH / "bench_scaling.py"), "rulesets", "--seconds", scale_s], 300)
+    report["scaling_rulesets"] = run_json(
+        [str(BENCH / "bench_scaling.py"), "rulesets", "--seconds", scale_s, *(("--quick",) if args.quick else ())], 300
+    )
 
+    # --quick takes the start-up figures from the servers of the workers scaling below instead.
     log("start-up: process start to SERVING")
     starts: dict[str, list[float]] = {"workers_1": [], "workers_2": []}
-    for _ in range(1 if args.quick else 3):
+    for _ in range(0 if args.quick else 3):
         for workers in (1, 2):
             s = Server("liandong", workers)
             starts[f"workers_{workers}"].append(round(s.serving_after, 3))
             s.close()
-    report["start"] = {k: {"runs_s": v, "max_s": max(v)} for k, v in starts.items()}
 
     log("RPC: Determine under N callers, against the empty servers (thread pool and asyncio)")
     servers: dict[str, Server] = {}
@@ -378,7 +380,7 @@ def main() -> int:
         log(f"  throughput x{shape['throughput_ratio']}, p99 x{shape['p99_ratio']} of {shape['reference']}")
 
         log("profile: py-spy record --gil of liandong under 8 callers (skipped if py-spy cannot attach)")
-        report["profile"] = profile(liandong, 3 if args.quick else 5, out)
+        report["profile"] = profile(liandong, 2 if args.quick else 5, out)
 
         log("bulk: DetermineStream with 10 000 incidents, 100 a message (and 1 a message, for comparison)")
         report["stream"] = {
@@ -441,25 +443,28 @@ def main() -> int:
 
     worker_counts = sorted({1, 2, os.cpu_count() or 1})
     log(f"scaling: Determine against --workers {', '.join(map(str, worker_counts))} (SO_REUSEPORT)")
-    scaling: dict[str, Any] = {"workers": worker_counts}
+    loads = (64,) if args.quick else (8, 64)
+    scaling: dict[str, Any] = {"workers": worker_counts, "loads": loads}
     for workers in worker_counts:
         s = Server("liandong", workers)
+        if args.quick and workers in (1, 2):
+            starts[f"workers_{workers}"].append(round(s.serving_after, 3))
         try:
             scaling[f"workers_{workers}"] = {
                 f"n{n}": loadgen(
                     s.target, "unary", "--concurrency", str(n), "--channels", "8", "--duration", window, *warmup
                 )
-                for n in (8, 64)
+                for n in loads
             }
         finally:
             s.close()
-    for n in (8, 64):
+    for n in loads:
         one = scaling["workers_1"][f"n{n}"]["throughput_rps"]
-        scaling[f"n{n}_ratio"] = ratio(scaling["workers_2"][f"n{n}"]["throughput_rps"], one)
         scaling[f"n{n}_per_worker"] = {
             str(w): ratio(scaling[f"workers_{w}"][f"n{n}"]["throughput_rps"], one * w) for w in worker_counts
         }
     report["scaling"] = scaling
+    report["start"] = {k: {"runs_s": v, "max_s": max(v)} for k, v in starts.items()}
 
     log(f"memory: {decisions} decisions in process")
     report["memory"] = run_json(
@@ -759,7 +764,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = ["# Liandong benchmark report", ""]
     if r["quick"]:
         lines += [
-            "**Quick run (--quick): shorter windows, no canned server, 30 000 decisions for memory. Not for publishing.**",
+            "**Quick run (--quick): 1 s windows, no canned server, 3 / 30 / 90 documents, 30 000 decisions for memory. Not for publishing.**",
             "",
         ]
     lines += [
@@ -1005,7 +1010,7 @@ def scaling_markdown(r: dict[str, Any]) -> list[str]:
         "| N | workers | throughput /s | p99 ms | vs 1 worker | per worker, vs 1 worker | growth |",
         "|---|---|---|---|---|---|---|",
     ]
-    for n in (8, 64):
+    for n in sc["loads"]:
         one = sc["workers_1"][f"n{n}"]["throughput_rps"]
         for w in workers:
             x = sc[f"workers_{w}"][f"n{n}"]
@@ -1032,7 +1037,7 @@ def scaling_markdown(r: dict[str, Any]) -> list[str]:
     ]
     worse += [
         f"throughput against workers (N={n}, {w} workers: {sc[f'n{n}_per_worker'][str(w)]} per worker of 1 worker's)"
-        for n in (8, 64)
+        for n in sc["loads"]
         for w in workers
         if w > 1 and sc[f"n{n}_per_worker"][str(w)] < 0.9
     ]

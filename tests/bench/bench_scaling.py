@@ -179,11 +179,11 @@ def tree(root: Path, documents: int) -> list[tuple[str, str]]:
     return claimed
 
 
-def by_rulesets(seconds: float) -> dict[str, Any]:
+def by_rulesets(seconds: float, sizes: tuple[int, ...] = DOCUMENT_COUNTS) -> dict[str, Any]:
     pools = {base: incident_pool(base, 300) for base in BASES}
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="liandong-bench-rulesets-") as tmp:
-        for n in DOCUMENT_COUNTS:
+        for n in sizes:
             root = Path(tmp) / f"docs-{n}"
             claimed = tree(root, n)
             start = time.perf_counter()
@@ -205,12 +205,11 @@ def by_rulesets(seconds: float) -> dict[str, Any]:
                 "bundled_types": timed_decisions(book, bundled, seconds / 2),
                 "spread": timed_decisions(book, spread, seconds / 2),
             }
-    sizes = list(DOCUMENT_COUNTS)
     return {
         "sizes": rows,
-        "decision_growth_bundled": growth(sizes, [rows[str(n)]["bundled_types"]["median_us"] for n in sizes]),
-        "decision_growth_spread": growth(sizes, [rows[str(n)]["spread"]["median_us"] for n in sizes]),
-        "load_growth": growth(sizes, [rows[str(n)]["load_s"] for n in sizes]),
+        "decision_growth_bundled": growth(list(sizes), [rows[str(n)]["bundled_types"]["median_us"] for n in sizes]),
+        "decision_growth_spread": growth(list(sizes), [rows[str(n)]["spread"]["median_us"] for n in sizes]),
+        "load_growth": growth(list(sizes), [rows[str(n)]["load_s"] for n in sizes]),
     }
 
 
@@ -218,9 +217,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["rules", "rulesets"])
     parser.add_argument("--seconds", type=float, default=2.0, help="timed evaluations per size (upper bound)")
+    parser.add_argument("--quick", action="store_true", help="rulesets: 3, 30 and 90 documents (a smoke run)")
     args = parser.parse_args()
     assert set(BASES) <= set(GENERATORS)
-    result = by_rules(args.seconds) if args.what == "rules" else by_rulesets(args.seconds)
+    if args.what == "rules":
+        result = by_rules(args.seconds)
+    else:
+        result = by_rulesets(args.seconds, (3, 30, 90) if args.quick else DOCUMENT_COUNTS)
     print(json.dumps(result), flush=True)
     return 0
 
