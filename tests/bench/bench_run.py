@@ -444,7 +444,7 @@ def main() -> int:
     worker_counts = sorted({1, 2, os.cpu_count() or 1})
     log(f"scaling: Determine against --workers {', '.join(map(str, worker_counts))} (SO_REUSEPORT)")
     loads = (64,) if args.quick else (8, 64)
-    scaling: dict[str, Any] = {"workers": worker_counts, "loads": loads}
+    scaling: dict[str, Any] = {"workers": worker_counts, "loads": loads, "load_average": os.getloadavg()}
     for workers in worker_counts:
         s = Server("liandong", workers)
         if args.quick and workers in (1, 2):
@@ -473,6 +473,7 @@ def main() -> int:
 
     report["targets"] = targets(report)
     report["elapsed_s"] = round(time.monotonic() - began, 1)
+    report["load_average_at_end"] = os.getloadavg()
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.md").write_text(markdown(report), encoding="utf-8")
     log(f"done in {report['elapsed_s']} s: {out / 'report.md'}")
@@ -768,7 +769,8 @@ def markdown(r: dict[str, Any]) -> str:
             "",
         ]
     lines += [
-        f"- date: {m['date']}, elapsed {r['elapsed_s']} s, commit {m['commit']}",
+        f"- date: {m['date']}, elapsed {r['elapsed_s']} s, commit {m['commit']}; load average at the end "
+        + ", ".join(f"{x:.2f}" for x in r["load_average_at_end"]),
         f"- machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, load average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}",
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         "- every server and load generator is its own process on 127.0.0.1; liandong serves with decision logs on (to /dev/null) and metrics on"
@@ -962,12 +964,13 @@ def scaling_markdown(r: dict[str, Any]) -> list[str]:
         "",
         "### 9a. Evaluation against rules in a document (fire-linkage with generated rules)",
         "",
-        "| rules | median µs | mean µs | µs per rule (median) | rules fired (mean) | load + compile s |",
-        "|---|---|---|---|---|---|",
+        "| rules | median µs | mean µs | µs per rule (median) | rules fired (mean) | µs per fired rule (median) | load + compile s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n, x in sr["sizes"].items():
+        per_fired = round(x["median_us"] / x["fired_mean"], 1) if x["fired_mean"] else ""
         lines.append(
-            f"| {n} | {x['median_us']} | {x['mean_us']} | {x['per_rule_us']} | {x['fired_mean']} | {x['load_s']} |"
+            f"| {n} | {x['median_us']} | {x['mean_us']} | {x['per_rule_us']} | {x['fired_mean']} | {per_fired} | {x['load_s']} |"
         )
     lines += ["", "Evaluation:", "", *GROWTH_HEADER, *growth_lines(sr["evaluation_growth"])]
     lines += ["", "Rules fired (the answer grows with the document too):", "", *GROWTH_HEADER]
@@ -1005,7 +1008,13 @@ def scaling_markdown(r: dict[str, Any]) -> list[str]:
         "",
         f"### 9c. Determine throughput against --workers ({', '.join(map(str, workers))}; 8 client connections, SO_REUSEPORT)",
         "",
-        f"This machine has {r['machine']['cores']} cores, shared with the load generator.",
+        f"This machine has {r['machine']['cores']} cores, shared with the load generator; load average before this section "
+        f"{', '.join(f'{x:.2f}' for x in sc['load_average'])}"
+        + (
+            " (more than the cores: other work was running, and more workers cannot help)."
+            if sc["load_average"][0] > (r["machine"]["cores"] or 1)
+            else "."
+        ),
         "",
         "| N | workers | throughput /s | p99 ms | vs 1 worker | per worker, vs 1 worker | growth |",
         "|---|---|---|---|---|---|---|",
