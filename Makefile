@@ -69,7 +69,9 @@ docs: venv
 	$(BIN)/python -m liandong.docs rules/README.md rules
 
 # Benchmarks (not tests): bench-out/report.md and report.json; docs/performance.md is one such run.
-# Installs the `bench` extra (zen-engine, py-spy, pyinstrument). BENCH_ARGS=--quick for a smoke run.
+# Installs the `bench` extra (zen-engine, py-spy, pyinstrument). BENCH_ARGS=--quick for a smoke run
+# (about 2 minutes on a quiet machine; the full run about 12); BENCH_ARGS="--serve-args '--max-workers 2'"
+# passes flags to every `liandong serve`. One lever, side by side: tests/bench/bench_before_after.sh A [B].
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python tests/bench/bench_run.py --out bench-out $(BENCH_ARGS)

@@ -61,6 +61,16 @@ def canned_answer() -> pb.Determination:
     return AnswerCodec(book.active("fire-linkage")).message(det, "canned", False)
 
 
+def server_options() -> list[tuple[str, int]]:
+    """The options `liandong serve` gives its server (message size limits, no port sharing)."""
+    defaults = Config()
+    return [
+        ("grpc.max_receive_message_length", defaults.max_message_bytes),
+        ("grpc.max_send_message_length", defaults.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
 def main() -> int:
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -70,13 +80,8 @@ def main() -> int:
         "--canned", action="store_true", help="answer with one real Determination instead of an empty one"
     )
     args = parser.parse_args()
-    options = [
-        ("grpc.max_receive_message_length", defaults.max_message_bytes),
-        ("grpc.max_send_message_length", defaults.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="rpc"), options=options
+        futures.ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="rpc"), options=server_options()
     )
     pb_grpc.add_ResponseServiceServicer_to_server(
         EmptyServicer(canned_answer() if args.canned else pb.Determination()), server

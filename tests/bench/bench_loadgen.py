@@ -72,7 +72,8 @@ async def unary(args: argparse.Namespace) -> dict[str, object]:
     for c in channels:
         await asyncio.wait_for(c.channel_ready(), timeout=10)
     tasks = [asyncio.create_task(caller(i)) for i in range(args.concurrency)]
-    await asyncio.sleep(args.warmup)
+    # --start-at: several generator processes measure the same window (each warms up until then).
+    await asyncio.sleep(max(args.warmup, args.start_at - time.time()) if args.start_at else args.warmup)
     measuring = True
     began = time.perf_counter()
     while time.perf_counter() - began < args.duration and calls < args.max_calls:
@@ -84,10 +85,14 @@ async def unary(args: argparse.Namespace) -> dict[str, object]:
     for c in channels:
         await c.close()
     ok = measured_codes.get("OK", 0)
+    if args.latencies:  # for a runner that merges the latencies of several generator processes
+        with open(args.latencies, "w", encoding="ascii") as f:
+            json.dump(measured_latencies, f)
     return {
         "mode": "unary",
         "concurrency": args.concurrency,
         "channels": len(channels),
+        "distinct_fact_sets": len({req.incident.facts.SerializeToString(deterministic=True) for req in pool}),
         "window_s": round(window, 3),
         "calls": measured_calls,
         "ok": ok,
@@ -148,6 +153,8 @@ def main() -> int:
     parser.add_argument("--max-calls", type=int, default=200_000, help="measured calls (upper bound)")
     parser.add_argument("--call-timeout", type=float, default=10.0)
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--start-at", type=float, default=0.0, help="unary: wall-clock time the window starts")
+    parser.add_argument("--latencies", default="", help="unary: write the measured latencies (s) to this JSON file")
     parser.add_argument("--count", type=int, default=10_000, help="stream: incidents in the stream")
     parser.add_argument("--batch-size", type=int, default=100, help="stream: requests per DetermineStreamRequest")
     parser.add_argument("--repeat", type=int, default=1, help="stream: streams of --count, one after another")
