@@ -83,15 +83,14 @@ def deadline_from_proto(msg: pb.Deadline) -> Deadline:
     )
 
 
+_SCALAR_KINDS = frozenset(("number_value", "string_value", "bool_value"))
+
+
 def value_from_proto(value: struct_pb2.Value) -> object:
     """A Struct value as Python; NaN stays a float (json_format would turn it into the text 'NaN')."""
     kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        return value.number_value
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
+    if kind in _SCALAR_KINDS:  # number_value (a float), string_value, bool_value: the field itself
+        return getattr(value, kind)
     if kind == "struct_value":
         return {k: value_from_proto(v) for k, v in value.struct_value.fields.items()}
     if kind == "list_value":

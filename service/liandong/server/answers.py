@@ -22,6 +22,7 @@ from liandong.engine.result import (
     AssumedInput,
     ConditionTrace,
     Determination,
+    GroupResult,
     MatchedRule,
     ObligationResult,
     UnitResult,
@@ -53,6 +54,26 @@ _DETERMINATION_TAG = _tag(pb.DetermineStreamResponse.DESCRIPTOR.fields_by_name["
 def _wire(**fields: object) -> bytes:
     """The encoding of some fields of a Determination, written by protobuf itself."""
     return pb.Determination(**fields).SerializeToString()  # type: ignore[arg-type]
+
+
+_DECISION_ID_TAG = _tag(_FIELDS["decision_id"].number)
+_INCIDENT_ID_TAG = _tag(_FIELDS["incident_id"].number)
+_SUMMARY_TAG = _tag(_FIELDS["summary"].number)
+_APPLIES = _wire(applies=True)
+# Bodies (units, groups, obligations) kept per codec: at most ~20 kB each, so a few MB at most.
+BODY_CACHE_SIZE = 256
+
+
+def _text(tag: bytes, text: str) -> bytes:
+    """A string field as protobuf writes it: nothing when empty (proto3), else key, length, UTF-8."""
+    if not text:
+        return b""
+    data = text.encode()
+    n = len(data)
+    return tag + (_SHORT_LENGTHS[n] if n < 0x80 else _varint(n)) + data
+
+
+_SHORT_LENGTHS = tuple(bytes((n,)) for n in range(0x80))
 
 
 def stream_response(answers: Iterable[bytes]) -> bytes:
@@ -181,6 +202,7 @@ class AnswerCodec:
             if i in self._by_participants
         }
         self._who_wire = {i: pb.Obligation(who=[r]).SerializeToString() for i, r in self.refs.items()}
+        self._bodies: dict[tuple[int, int, int], tuple[object, object, object, bytes]] = {}
         # Tier and commanders come from the document's `then`s (a rule's, or a level's own).
         thens = [r.then for r in doc.rules] + [lv.then for lv in doc.levels if lv.then is not None]
         self._tier_wire = {t.command_tier: _wire(command_tier=t.command_tier) for t in thens if t.command_tier}
@@ -240,9 +262,11 @@ class AnswerCodec:
     def wire(self, det: Determination, decision_id: str) -> bytes:
         """A plain (not explain) answer, serialized: the same bytes as `message(...).SerializeToString()`."""
         parts = [
-            _wire(decision_id=decision_id, incident_id=det.incident_id),
+            _text(_DECISION_ID_TAG, decision_id),
+            _text(_INCIDENT_ID_TAG, det.incident_id),
             self._header,
-            _wire(applies=det.applies, summary=summary(det)),
+            _APPLIES if det.applies else b"",
+            _text(_SUMMARY_TAG, summary(det)),
         ]
         if det.level is not None:
             parts.append(self._level_wire[det.level.code])
@@ -252,16 +276,7 @@ class AnswerCodec:
             parts.append(self._commanders_wire[tuple((c.role, c.who) for c in det.commanders)])
         if det.lead is not None:
             parts.append(self._lead_wire[det.lead.id])
-        unit_wire = self._unit_wire
-        parts.extend(unit_wire[u.id] for u in det.units)
-        group_wire = self._group_wire
-        parts.extend(group_wire[g.id] for g in det.groups)
-        for o in det.obligations:
-            parts.append(
-                self._obligation_wire[o.id]
-                if o.id not in self._by_participants
-                else self._participants_obligation(o.id, o.who)
-            )
+        parts.append(self._body(det.units, det.groups, det.obligations))
         rule_wire = self._rule_wire
         parts.extend(rule_wire[r.id] for r in det.matched_rules)
         type_wire = self._type_wire.get(det.incident_type)
@@ -269,6 +284,32 @@ class AnswerCodec:
         assumed_wire = self._assumed_wire
         parts.extend(assumed_wire[a.input] for a in det.assumed)
         return b"".join(parts)
+
+    def _body(
+        self, units: tuple[UnitResult, ...], groups: tuple[GroupResult, ...], obligations: tuple[ObligationResult, ...]
+    ) -> bytes:
+        """Fields 12-14 (units, groups, obligations), the bulk of an answer. combine hands out the same
+        tuples for the same fired rules (engine/combine.py), so their bytes are kept per those very
+        tuples: the entry holds them, so their ids cannot be reused while it exists."""
+        key = (id(units), id(groups), id(obligations))
+        found = self._bodies.get(key)
+        if found is not None:
+            return found[3]
+        unit_wire = self._unit_wire
+        group_wire = self._group_wire
+        parts = [unit_wire[u.id] for u in units]
+        parts.extend(group_wire[g.id] for g in groups)
+        for o in obligations:
+            parts.append(
+                self._obligation_wire[o.id]
+                if o.id not in self._by_participants
+                else self._participants_obligation(o.id, o.who)
+            )
+        body = b"".join(parts)
+        if len(self._bodies) >= BODY_CACHE_SIZE:
+            self._bodies.clear()  # clear() is atomic: evicting entries one by one could race between threads
+        self._bodies[key] = (units, groups, obligations, body)
+        return body
 
     def _participants_obligation(self, oid: str, who: Sequence[UnitResult]) -> bytes:
         head, tail = self._obligation_ends[oid]

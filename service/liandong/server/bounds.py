@@ -40,9 +40,10 @@ def facts(field: str, struct: struct_pb2.Struct) -> dict[str, object]:
     """The facts as Python values; a Refusal for a fact name over MAX_NAME_CHARS (shown cut), before
     any check could quote it whole."""
     out = {k: value_from_proto(v) for k, v in struct.fields.items()}
-    for name in out:
-        if len(name) > MAX_NAME_CHARS:
-            raise too_long(f"{field}.{name[:32]}…", name, MAX_NAME_CHARS)
+    if out and max(map(len, out)) > MAX_NAME_CHARS:
+        for name in out:
+            if len(name) > MAX_NAME_CHARS:
+                raise too_long(f"{field}.{name[:32]}…", name, MAX_NAME_CHARS)
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -37,46 +37,18 @@ class Observed:
 
 
 class CallMetrics:
-    """The metric children a call touches, looked up once per label set: `labels()` costs more
-    than the increment itself, and these label sets are few (methods, codes, loaded rule ids)."""
+    """The tallies a call touches (metrics.CallTallies: one lock per call or decision, families built
+    at scrape time)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._calls: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
-        self._decisions: dict[tuple[str, str, str], Any] = {}
-        self._rules: dict[tuple[str, str], Any] = {}
-        self._evaluations: dict[str, Any] = {}
+        self._tallies = metrics.calls
 
     def finished(self, method: str, code: grpc.StatusCode, elapsed: float) -> None:
-        key = (method, code)
-        children = self._calls.get(key)
-        if children is None:
-            children = self._calls[key] = (
-                self.metrics.rpc_requests.labels(method=method, code=code.name),
-                self.metrics.rpc_duration.labels(method=method, code=code.name),
-            )
-        children[0].inc()
-        children[1].observe(elapsed)
+        self._tallies.finished(method, code.name, elapsed)
 
     def decided(self, det: Determination, level: str, elapsed: float) -> None:
-        evaluation = self._evaluations.get(det.ruleset)
-        if evaluation is None:
-            evaluation = self._evaluations[det.ruleset] = self.metrics.evaluation_duration.labels(ruleset=det.ruleset)
-        evaluation.observe(elapsed)
-        key = (det.ruleset, det.version, level)
-        decisions = self._decisions.get(key)
-        if decisions is None:
-            decisions = self._decisions[key] = self.metrics.decisions.labels(
-                ruleset=det.ruleset, version=det.version, level=level
-            )
-        decisions.inc()
-        for rule in det.matched_rules:
-            hits = self._rules.get((det.ruleset, rule.id))
-            if hits is None:
-                hits = self._rules[(det.ruleset, rule.id)] = self.metrics.rule_hits.labels(
-                    ruleset=det.ruleset, rule=rule.id
-                )
-            hits.inc()
+        self._tallies.decided(det, level, elapsed)
 
 
 def refusal(exc: Exception, method: str) -> grpc.Status:

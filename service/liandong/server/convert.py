@@ -20,7 +20,11 @@ def incident_from_proto(msg: pb.Incident) -> Incident:
     occurred = None
     if msg.HasField("occurred_at"):
         occurred = bounds.to_datetime("incident.occurred_at", msg.occurred_at)
-    return Incident(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
+    # Incident(...) with every field given, without the frozen dataclass's object.__setattr__ per
+    # field: the same object (tests/test_convert_equivalence.py checks the fields are the class's).
+    incident = object.__new__(Incident)
+    incident.__dict__.update(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
+    return incident
 
 
 def version_info(c: CompiledRuleSet, active: bool) -> pb.VersionInfo:

@@ -6,9 +6,14 @@ rule ids come only from loaded documents, never from what a caller sends.
 
 from __future__ import annotations
 
+import math
 import platform
-from collections.abc import Callable, Iterator, Sequence
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     GC_COLLECTOR,
@@ -20,8 +25,14 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+if TYPE_CHECKING:
+    from liandong.engine.result import Determination
 
 RPC_REQUESTS = "liandong_rpc_requests"  # _total is added by the client library
 RPC_DURATION = "liandong_rpc_duration_seconds"
@@ -62,37 +73,123 @@ INCIDENT_DENIED = "liandong_incident_denied"  # _total is added by the client li
 TIMER_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0, 300.0, 3600.0)
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_BOUNDS = (*LATENCY_BUCKETS, math.inf)
+_LE = tuple(str(floatToGoString(b)) for b in _BOUNDS)  # type: ignore[no-untyped-call]
+
+RPC_REQUESTS_HELP = "gRPC calls handled, by method and status code"
+RPC_DURATION_HELP = "gRPC call latency, by method and status code"
+DECISIONS_HELP = "Determinations made, by rule set, version and level ('none' when no level)"
+RULE_HITS_HELP = "Rules that fired, by rule set and rule id"
+EVALUATION_DURATION_HELP = "Rule evaluation latency (validation, durable-rules, combining), without RPC overhead"
+
+
+class CallTallies(Collector):
+    """What every call and decision counts (liandong_rpc_requests_total, liandong_rpc_duration_seconds,
+    liandong_decisions_total, liandong_rule_hits_total, liandong_evaluation_duration_seconds), kept
+    as plain tallies and turned into the same counter and histogram families at scrape time.
+
+    prometheus_client's Counter and Histogram take a lock per increment and per observation; a fire
+    decision made about eleven of them. Here one lock covers a whole call or decision. Every
+    tally is only changed under the lock (the event loop, the web door, incident and reload
+    threads all count), so no increment is lost. Counters are [count, created]; histograms
+    [sum, created, one count per bucket, +Inf last], cumulated when scraped, as prometheus_client does.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[tuple[str, str], list[float]] = {}  # (method, code): [sum, created, buckets…, count]
+        self._decisions: dict[tuple[str, str, str], list[float]] = {}
+        self._rules: dict[tuple[str, str], list[float]] = {}
+        self._evaluations: dict[str, list[float]] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def finished(self, method: str, code: str, elapsed: float) -> None:
+        i = bisect_left(_BOUNDS, elapsed) + 2
+        with self._lock:
+            h = self._calls.get((method, code))
+            if h is None:
+                h = self._calls[(method, code)] = [0.0, time.time(), *([0] * len(_BOUNDS))]
+            h[0] += elapsed
+            h[i] += 1
+
+    def decided(self, det: Determination, level: str, elapsed: float) -> None:
+        ruleset = det.ruleset
+        i = bisect_left(_BOUNDS, elapsed) + 2
+        with self._lock:
+            h = self._evaluations.get(ruleset)
+            if h is None:
+                h = self._evaluations[ruleset] = [0.0, time.time(), *([0] * len(_BOUNDS))]
+            h[0] += elapsed
+            h[i] += 1
+            key = (ruleset, det.version, level)
+            c = self._decisions.get(key)
+            if c is None:
+                c = self._decisions[key] = [0, time.time()]
+            c[0] += 1
+            rules = self._rules
+            for rule in det.matched_rules:
+                c = rules.get((ruleset, rule.id))
+                if c is None:
+                    c = rules[(ruleset, rule.id)] = [0, time.time()]
+                c[0] += 1
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families({}, {}, {}, {})
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            calls = {k: list(v) for k, v in self._calls.items()}
+            decisions = {k: list(v) for k, v in self._decisions.items()}
+            rules = {k: list(v) for k, v in self._rules.items()}
+            evaluations = {k: list(v) for k, v in self._evaluations.items()}
+        yield from self._families(calls, decisions, rules, evaluations)
+
+    @staticmethod
+    def _families(
+        calls: dict[tuple[str, str], list[float]],
+        decisions: dict[tuple[str, str, str], list[float]],
+        rules: dict[tuple[str, str], list[float]],
+        evaluations: dict[str, list[float]],
+    ) -> Iterator[Metric]:
+        created = prometheus_metrics._use_created  # PROMETHEUS_DISABLE_CREATED_SERIES, as the library reads it
+        requests = CounterMetricFamily(RPC_REQUESTS, RPC_REQUESTS_HELP, labels=["method", "code"])
+        for (method, code), h in calls.items():
+            requests.add_metric([method, code], float(sum(h[2:])), created=h[1] if created else None)
+        yield requests
+        yield _histogram(RPC_DURATION, RPC_DURATION_HELP, ["method", "code"], calls.items(), created)
+        counted = CounterMetricFamily(DECISIONS, DECISIONS_HELP, labels=["ruleset", "version", "level"])
+        for labels, c in decisions.items():
+            counted.add_metric(list(labels), float(c[0]), created=c[1] if created else None)
+        yield counted
+        hits = CounterMetricFamily(RULE_HITS, RULE_HITS_HELP, labels=["ruleset", "rule"])
+        for pair, c in rules.items():
+            hits.add_metric(list(pair), float(c[0]), created=c[1] if created else None)
+        yield hits
+        by_ruleset = [((k,), v) for k, v in evaluations.items()]
+        yield _histogram(EVALUATION_DURATION, EVALUATION_DURATION_HELP, ["ruleset"], by_ruleset, created)
+
+
+def _histogram(
+    name: str, doc: str, labelnames: list[str], tallies: Iterable[tuple[Sequence[str], list[float]]], created: bool
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labelnames)
+    for labels, h in tallies:
+        acc = 0.0
+        buckets = []
+        for le, n in zip(_LE, h[2:], strict=True):
+            acc += n
+            buckets.append((le, acc))
+        family.add_metric(list(labels), buckets, h[0])
+        if created:
+            family.samples.append(Sample(name + "_created", dict(zip(labelnames, labels, strict=True)), h[1]))
+    return family
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.rpc_requests = Counter(
-            RPC_REQUESTS, "gRPC calls handled, by method and status code", ["method", "code"], registry=registry
-        )
-        self.rpc_duration = Histogram(
-            RPC_DURATION,
-            "gRPC call latency, by method and status code",
-            ["method", "code"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.decisions = Counter(
-            DECISIONS,
-            "Determinations made, by rule set, version and level ('none' when no level)",
-            ["ruleset", "version", "level"],
-            registry=registry,
-        )
-        self.rule_hits = Counter(
-            RULE_HITS, "Rules that fired, by rule set and rule id", ["ruleset", "rule"], registry=registry
-        )
-        self.evaluation_duration = Histogram(
-            EVALUATION_DURATION,
-            "Rule evaluation latency (validation, durable-rules, combining), without RPC overhead",
-            ["ruleset"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        self.calls = CallTallies(registry)  # rpc calls, decisions, rule hits, evaluation latency
         self.reloads = Counter(
             RELOADS, "Rule reloads by outcome (success, failure) and trigger", ["outcome", "trigger"], registry=registry
         )

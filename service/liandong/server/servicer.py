@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
@@ -19,6 +18,7 @@ from liandong.server import answers as answers_pb
 from liandong.server import bounds, convert, status
 from liandong.server.bridge import Aborted, CallContext, inline
 from liandong.server.calls import CallMetrics, Observed, guard, refusal
+from liandong.server.decision_ids import decision_id as new_decision_id
 from liandong.server.metrics import Metrics
 from liandong.server.reload import RulesState, Serving
 from liandong.v1 import liandong_pb2 as pb
@@ -160,7 +160,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         compiled = serving.book.select(incident, request.ruleset, request.version)
         det = evaluate(serving.book.runtime, compiled, incident, explain=request.explain)
         elapsed = time.perf_counter() - start
-        decision_id = str(uuid.uuid4())
+        decision_id = new_decision_id()
         codec = serving.codecs[compiled.name]
         answer = (
             codec.message(det, decision_id, True).SerializeToString()
