@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -117,6 +118,21 @@ def _not_sent(decision_ids: list[str], reason: str) -> None:
         log.warning("answers_not_confirmed_sent", decision_ids=list(decision_ids), reason=reason)
 
 
+def decision_ids(n: int, random: Callable[[int], bytes] = os.urandom) -> list[str]:
+    """`n` decision ids, each the text of a random (version 4) UUID as `str(uuid.uuid4())` writes it,
+    from one read of the OS's random source: a stream's message of 100 requests makes one system
+    call for its ids, not 100 (uuid4 is about 3 µs a decision, this under 1)."""
+    raw = bytearray(random(16 * n))
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = raw[i + 6] & 0x0F | 0x40  # version 4
+        raw[i + 8] = raw[i + 8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
+
+
 class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def __init__(
         self,
@@ -146,9 +162,12 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
     def _guard(self, method: str, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         return guard(self.calls, method, context, fn)
 
-    def _determine(self, serving: Serving, request: pb.DetermineRequest | Undecodable) -> tuple[bytes, str]:
+    def _determine(
+        self, serving: Serving, request: pb.DetermineRequest | Undecodable, decision_id: str | None = None
+    ) -> tuple[bytes, str]:
         """One answer, serialized (joined from the codec's pieces, or built as a message with
-        explain), and its decision id. Its decision line is written here, before gRPC sends it."""
+        explain), and its decision id (a new one unless given). Its decision line is written here,
+        before gRPC sends it."""
         _undecodable(request)
         assert isinstance(request, pb.DetermineRequest)
         if not request.HasField("incident") or not request.incident.type:
@@ -160,7 +179,8 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
         compiled = serving.book.select(incident, request.ruleset, request.version)
         det = evaluate(serving.book.runtime, compiled, incident, explain=request.explain)
         elapsed = time.perf_counter() - start
-        decision_id = str(uuid.uuid4())
+        if decision_id is None:
+            decision_id = str(uuid.uuid4())
         codec = serving.codecs[compiled.name]
         answer = (
             codec.message(det, decision_id, True).SerializeToString()
@@ -287,8 +307,9 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                     )
                 answers: list[bytes] = []
                 size = 0
+                new_ids = decision_ids(len(batch.requests))
                 try:
-                    for request in batch.requests:
+                    for request, new_id in zip(batch.requests, new_ids, strict=True):
                         if not context.is_active():  # deadline passed or caller gone: evaluate nothing more
                             obs.code = _ended(context)
                             _not_sent(ids, "the call ended before they were sent")
@@ -301,7 +322,7 @@ class ResponseServicer(pb_grpc.ResponseServiceServicer):
                                     f"a stream carries at most {self.max_stream_requests} requests; send the rest on another stream",
                                 )
                             )
-                        wire, decision_id = self._determine(serving, request)
+                        wire, decision_id = self._determine(serving, request, new_id)
                         if answers and size + len(wire) + ANSWER_FRAMING > self.max_response_bytes:
                             handing, ids = ids, []
                             yield answers_pb.stream_response(answers)  # a batch's answers may need several messages
