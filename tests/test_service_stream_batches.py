@@ -197,14 +197,14 @@ def test_deadline_stops_evaluation(
     original_determine = servicer.ResponseServicer._determine
     original_stream = servicer.ResponseServicer._stream
 
-    def held(self: servicer.ResponseServicer, serving: Any, req: Any) -> Any:
+    def held(self: servicer.ResponseServicer, serving: Any, req: Any, *decision_id: str) -> Any:
         nonlocal evaluated
         evaluated += 1
         if evaluated == held_at:
             more_sent.wait(BOUND)
             caller_gave_up.wait(BOUND)
             wait_until(lambda: not calls[0].is_active(), BOUND)
-        return original_determine(self, serving, req)
+        return original_determine(self, serving, req, *decision_id)
 
     def seen(self: servicer.ResponseServicer, context: grpc.ServicerContext) -> Any:
         calls.append(context)
