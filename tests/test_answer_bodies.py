@@ -13,7 +13,7 @@ from liandong.rulebook import RuleBook
 from liandong.server import answers
 from liandong.server.answers import AnswerCodec
 from liandong.server.decision_ids import decision_id
-from support.data import BUNDLED
+from support.data import BUNDLED, FIRE_FLAGS
 
 IDS = ["", "a", "火" * 42, "火" * 43, "x" * 127, "x" * 128, "é" * 9000, "f0\u2028\U0001f525"]
 
@@ -29,18 +29,7 @@ def _fire(rng: random.Random) -> dict[str, object]:
         "serious_injuries": rng.choice([0, 0, 5, 10]),
         "direct_loss_yuan": float(rng.choice([0, 1e6, 9e6, 1e7])),
     }
-    for flag in (
-        "hazardous_materials",
-        "casualties_need_treatment",
-        "evacuation_or_traffic_control",
-        "power_involved",
-        "gas_water_or_building_safety",
-        "environmental_pollution_risk",
-        "residents_need_resettlement",
-        "communications_needed",
-        "weather_sensitive",
-        "transport_or_road_repair",
-    ):
+    for flag in FIRE_FLAGS:
         facts[flag] = rng.random() < 0.5
     return facts
 

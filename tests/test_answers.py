@@ -12,7 +12,7 @@ from liandong.rulebook import RuleBook
 from liandong.server import answers
 from liandong.server.answers import AnswerCodec
 from liandong.v1 import liandong_pb2 as pb
-from support.data import BUNDLED
+from support.data import BUNDLED, FIRE_FLAGS
 
 INCIDENTS_PER_RULESET = 600
 
@@ -25,18 +25,7 @@ def _facts(ruleset: str, rng: random.Random) -> dict[str, object]:
             "serious_injuries": rng.choice([0, 9, 10, 49, 50, 99, 100, 130]),
             "direct_loss_yuan": float(rng.choice([0, 9.9e6, 1e7, 5e7, 1e8, 2e8])),
         }
-        for flag in (
-            "hazardous_materials",
-            "casualties_need_treatment",
-            "evacuation_or_traffic_control",
-            "power_involved",
-            "gas_water_or_building_safety",
-            "environmental_pollution_risk",
-            "residents_need_resettlement",
-            "communications_needed",
-            "weather_sensitive",
-            "transport_or_road_repair",
-        ):
+        for flag in FIRE_FLAGS:
             if rng.random() < 0.5:
                 facts[flag] = rng.random() < 0.7
         return facts

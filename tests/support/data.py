@@ -21,3 +21,18 @@ def load_cases(name: str) -> list[dict[str, object]]:
     data = yaml.safe_load((CASES / name).read_text(encoding="utf-8"))
     cases: list[dict[str, object]] = data["cases"]
     return cases
+
+
+# The yes/no situations of the fire-linkage rule set, for tests that generate fire incidents.
+FIRE_FLAGS = (
+    "hazardous_materials",
+    "casualties_need_treatment",
+    "evacuation_or_traffic_control",
+    "power_involved",
+    "gas_water_or_building_safety",
+    "environmental_pollution_risk",
+    "residents_need_resettlement",
+    "communications_needed",
+    "weather_sensitive",
+    "transport_or_road_repair",
+)
