@@ -19,7 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # tests/: the benchmark uses the tests' support package
 from support.data import BUNDLED as RULES  # noqa: E402, F401 - for the bench scripts
-from support.data import ROOT  # noqa: E402, F401 - for the bench scripts
+from support.data import FIRE_FLAGS, ROOT  # noqa: E402, F401 - ROOT for the bench scripts
 from support.processes import free_port  # noqa: E402, F401 - for the bench scripts
 from support.servers import ADMIN_TOKEN  # noqa: E402, F401 - for the bench scripts
 
@@ -36,18 +36,7 @@ def fire_facts(rng: random.Random) -> Facts:
         "serious_injuries": rng.choice([0, 0, 3, 9, 10, 20, 49, 50, 80, 100, 130]),
         "direct_loss_yuan": float(rng.choice([0, 5e5, 9.9e6, 1e7, 3e7, 5e7, 9e7, 1e8, 2e8])),
     }
-    for flag in (
-        "hazardous_materials",
-        "casualties_need_treatment",
-        "evacuation_or_traffic_control",
-        "power_involved",
-        "gas_water_or_building_safety",
-        "environmental_pollution_risk",
-        "residents_need_resettlement",
-        "communications_needed",
-        "weather_sensitive",
-        "transport_or_road_repair",
-    ):
+    for flag in FIRE_FLAGS:
         if rng.random() < 0.4:
             facts[flag] = rng.random() < 0.7
     return facts
