@@ -404,7 +404,7 @@ def test_client_refusal_mid_second_batch(server: Service) -> None:
 
 
 def test_client_stopping_early_cancels_the_stream(server: Service) -> None:
-    """Closing determine_many's iterator after the first answer, with requests still to come, cancels the call: the server counts it CANCELLED."""
+    """Closing determine_many's iterator after the first answer, with requests still to come, ends the call at once: the server counts it exactly once, CANCELLED or OK (grpc.aio can hand the handler a cancel as a plain end of the requests: tests/test_round2_stream_cancel.py), and never evaluates the request the caller did not send."""
     release = threading.Event()
 
     def incidents() -> Iterator[pb.DetermineRequest]:
@@ -412,15 +412,20 @@ def test_client_stopping_early_cancels_the_stream(server: Service) -> None:
         release.wait(BOUND)
         yield demo(1)
 
-    def cancelled() -> float:
-        return sample(server.registry, "liandong_rpc_requests_total", method="DetermineStream", code="CANCELLED")
+    def ended() -> dict[str, float]:
+        return {
+            c: sample(server.registry, "liandong_rpc_requests_total", method="DetermineStream", code=c)
+            for c in ("OK", "CANCELLED", "DEADLINE_EXCEEDED", "INTERNAL")
+        }
 
-    before = cancelled()
+    before = ended()
     with Client(target(server), timeout=BOUND) as client:
         answers = client.determine_many(incidents(), timeout=BOUND, batch_size=1)
         try:
             assert next(answers).incident_id == "d0"
             answers.close()  # type: ignore[attr-defined]
-            assert wait_until(lambda: cancelled() - before == 1, 10)
+            assert wait_until(lambda: sum(ended().values()) - sum(before.values()) == 1, 10)
+            delta = {c: n - before[c] for c, n in ended().items()}
+            assert delta["OK"] + delta["CANCELLED"] == 1, delta  # ended before the caller sent its next request
         finally:
             release.set()
