@@ -86,7 +86,7 @@ def test_live_determine_is_answered_while_a_long_message_is_evaluated(
         if name.startswith("s"):
             stream_started.set()
             if not live_done.is_set():
-                time.sleep(0.005)  # keeps the message in evaluation (at most 200 x 5 ms) until the live call is in
+                time.sleep(0.05)  # keeps the message in evaluation (at most 200 x 50 ms) until the live call is in
         else:
             live_done.set()
         return original(self, serving, req)
