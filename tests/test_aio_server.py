@@ -10,8 +10,10 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from liandong.engine.runtime import DurableRuntime
+from liandong.server.bridge import BlockingCalls, CallContext
 from liandong.server.incidents import IncidentServicer
 from liandong.v1 import incidents_pb2 as ipb
 from liandong.v1 import liandong_pb2_grpc as pb_grpc
@@ -103,3 +105,48 @@ def test_cancelled_watch_frees_its_thread(runtime: DurableRuntime) -> None:
         assert caught.value.code() == grpc.StatusCode.CANCELLED
         listed = incidents.ListIncidents(ipb.ListIncidentsRequest(), timeout=BOUND).incidents
         assert [i.incident_id for i in listed] == ["w1"]
+
+
+def test_health_watch_open_at_stop_gives_its_thread_back(runtime: DurableRuntime) -> None:
+    """A grpc.health Watch still open when the service stops is ended with it: its pool thread returns, so the process can exit."""
+    before = {t for t in threading.enumerate() if t.name.startswith("rpc")}
+    with incident_service(runtime, ManualClock(), max_workers=1) as svc, channel(target(svc)) as ch:
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=""), timeout=BOUND)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING  # it now waits in the pool thread
+        pool = {t for t in threading.enumerate() if t.name.startswith("rpc")} - before
+        assert len(pool) == 1
+    for thread in pool:  # the service stopped (grace 0) with the watch open
+        thread.join(BOUND)
+        assert not thread.is_alive(), "the watch still holds its pool thread"
+
+
+def test_a_callback_added_after_the_call_ended_runs_at_once() -> None:
+    """A handler that registers its callback after its call has ended (and ignores add_callback's answer, as grpc_health does) still sees it run, once."""
+    ctx = CallContext(None)  # type: ignore[arg-type]  # the grpc.aio context is not touched here
+    early: list[str] = []
+    assert ctx.add_callback(lambda: early.append("early"))
+    ctx.end()
+    ctx.end()
+    assert early == ["early"]
+    late: list[str] = []
+    assert ctx.add_callback(lambda: late.append("late"))
+    assert late == ["late"]
+
+
+def test_closing_the_blocking_calls_ends_a_call_the_loop_left_open() -> None:
+    """When the server stops, a call whose task the loop dropped without ending it is ended by BlockingCalls.close(): the handler waiting in the pool for its end callback returns."""
+    calls = BlockingCalls(futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-blocking"))
+    ctx = calls.open(None)  # type: ignore[arg-type]  # the grpc.aio context is not touched here
+    woken = threading.Event()
+    waiting = threading.Event()
+
+    def handler() -> bool:  # waits as grpc_health's Watch does: until the call's end wakes it
+        ctx.add_callback(woken.set)
+        waiting.set()
+        return woken.wait(BOUND)
+
+    result = calls.pool.submit(handler)
+    assert waiting.wait(BOUND)
+    assert not result.done()
+    calls.close()
+    assert result.result(BOUND) is True

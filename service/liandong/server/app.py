@@ -24,7 +24,7 @@ from liandong.engine.runtime import DurableRuntime
 from liandong.errors import StoreUnavailable
 from liandong.server import identity
 from liandong.server.admin import AdminServicer
-from liandong.server.bridge import add_threaded
+from liandong.server.bridge import BlockingCalls, add_threaded
 from liandong.server.clocks import ClockLoop, EventBus, Now, file_clock, system_now
 from liandong.server.config import Config, is_loopback
 from liandong.server.incidents import IncidentServicer
@@ -107,7 +107,7 @@ class Service:
         self.http_port = 0
         self._server: grpc.aio.Server | None = None
         self._loop: EventLoop | None = None
-        self._pool: futures.ThreadPoolExecutor | None = None
+        self._blocking: BlockingCalls | None = None
         self._web: WebServer | None = None
         self._metrics_httpd: Any = None
         self._stopping = threading.Event()
@@ -152,6 +152,7 @@ class Service:
         # Calls that only compute (ResponseService) run on the event loop; those that block (incidents,
         # admin reloads, health watches) in this pool of --max-workers threads.
         pool = futures.ThreadPoolExecutor(max_workers=c.max_workers, thread_name_prefix="rpc")
+        blocking = BlockingCalls(pool)
         loop = EventLoop()
 
         async def create() -> grpc.aio.Server:
@@ -187,8 +188,8 @@ class Service:
             on_change=lambda change: self.clocks.wake() if self.clocks else None,
         )
         incidents = self.incidents
-        add_threaded(server, pool, lambda s: incidents_pb2_grpc.add_IncidentServiceServicer_to_server(incidents, s))  # type: ignore[no-untyped-call]
-        add_threaded(server, pool, lambda s: health_pb2_grpc.add_HealthServicer_to_server(self.health, s))
+        add_threaded(server, blocking, lambda s: incidents_pb2_grpc.add_IncidentServiceServicer_to_server(incidents, s))  # type: ignore[no-untyped-call]
+        add_threaded(server, blocking, lambda s: health_pb2_grpc.add_HealthServicer_to_server(self.health, s))
         services = [
             RESPONSE_SERVICE,
             INCIDENT_SERVICE,
@@ -197,7 +198,7 @@ class Service:
         ]
         if c.admin_token:
             admin = AdminServicer(self.state, c.admin_token, self.metrics)
-            add_threaded(server, pool, lambda s: admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(admin, s))  # type: ignore[no-untyped-call]
+            add_threaded(server, blocking, lambda s: admin_pb2_grpc.add_RulesAdminServiceServicer_to_server(admin, s))  # type: ignore[no-untyped-call]
             services.append(ADMIN_SERVICE)
         reflection.enable_server_reflection(services, server)
         try:
@@ -210,7 +211,7 @@ class Service:
             self._close_metrics()
             loop.close()
             raise StartupError(f"cannot listen on {c.listen}: {exc}") from exc
-        self._server, self._loop, self._pool = server, loop, pool
+        self._server, self._loop, self._blocking = server, loop, blocking
         loop.call(server.start())
         if c.http:  # the pages and the JSON door call the same servicer, on the same rules
             # HTTP callers are known by the same identities file; open as `local` only if --http itself
@@ -289,9 +290,9 @@ class Service:
         if loop is not None:
             loop.close()
             self._loop = None
-        if self._pool is not None:  # what is left in it has seen its call end
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._blocking is not None:  # calls the loop left open are ended, which wakes their handlers
+            self._blocking.close()
+            self._blocking = None
         if self.clocks is not None:
             self.clocks.stop()
             self.clocks = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any, NoReturn
@@ -41,12 +42,13 @@ class CallContext:
     Safe to use from a pool thread: every method only reads the call's state, and the abort is
     raised (Aborted) for the async wrapper to send."""
 
-    __slots__ = ("_context", "_callbacks", "_ended")
+    __slots__ = ("_context", "_callbacks", "_ended", "_lock")
 
     def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self._context = context
         self._callbacks: list[Callable[[], None]] = []
         self._ended = False
+        self._lock = threading.Lock()  # end() runs on the loop, add_callback() in a pool thread
 
     def is_active(self) -> bool:
         if self._ended:
@@ -61,9 +63,14 @@ class CallContext:
         raise Aborted(st)
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
-        if self._ended:
-            return False
-        self._callbacks.append(callback)
+        """The callback runs when the call ends; at once if it has ended already. grpc's own context
+        returns False then and never runs it, but handlers ignore that answer (grpc_health's Watch
+        then waits for ever on a call that is gone, and holds its pool thread)."""
+        with self._lock:
+            if not self._ended:
+                self._callbacks.append(callback)
+                return True
+        callback()
         return True
 
     def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]]:
@@ -83,12 +90,46 @@ class CallContext:
 
     def end(self) -> None:
         """The call has ended: the handler's callbacks run, once."""
-        if self._ended:
-            return
-        self._ended = True
-        callbacks, self._callbacks = self._callbacks, []
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback()
+
+
+class BlockingCalls:
+    """The pool the calls that block run in, and those calls while they are open.
+
+    A call's context is ended when its handler's task ends; but when the server stops, grpc.aio
+    can drop a task without running its `finally`, and a handler waiting on its context's callback
+    (a health watch) would hold its pool thread for ever, and with it the process's exit. close()
+    ends every call still open, then the pool."""
+
+    def __init__(self, pool: futures.ThreadPoolExecutor) -> None:
+        self.pool = pool
+        self._open: set[CallContext] = set()
+        self._lock = threading.Lock()
+
+    def open(self, context: grpc.aio.ServicerContext[Any, Any]) -> CallContext:
+        ctx = CallContext(context)
+        with self._lock:
+            self._open.add(ctx)
+        return ctx
+
+    def ended(self, ctx: CallContext) -> None:
+        ctx.end()
+        with self._lock:
+            self._open.discard(ctx)
+
+    def close(self) -> None:
+        """End every call still open (their handlers' callbacks wake them), then the pool."""
+        with self._lock:
+            still_open, self._open = list(self._open), set()
+        for ctx in still_open:
+            ctx.end()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _sync(context: CallContext) -> grpc.ServicerContext:
@@ -114,24 +155,24 @@ def inline(fn: Unary) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any
     return call
 
 
-def threaded(fn: Unary, pool: futures.Executor) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]:
+def threaded(fn: Unary, calls: BlockingCalls) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]:
     """A unary handler that may block, run in the pool."""
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        ctx = CallContext(context)
-        work = pool.submit(contextvars.copy_context().run, fn, request, _sync(ctx))
+        ctx = calls.open(context)
+        work = calls.pool.submit(contextvars.copy_context().run, fn, request, _sync(ctx))
         try:
             return await asyncio.wrap_future(work)
         except Aborted as aborted:
             await context.abort_with_status(aborted.status)
         finally:
-            ctx.end()  # on a cancel, while the handler may still run: it sees is_active() False
+            calls.ended(ctx)  # on a cancel, while the handler may still run: it sees is_active() False
 
     return call
 
 
 def threaded_stream(
-    fn: Streaming, pool: futures.Executor
+    fn: Streaming, calls: BlockingCalls
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
     """A response-streaming handler that may block: each of its messages is made in the pool.
 
@@ -139,7 +180,8 @@ def threaded_stream(
     (they wake its waits), and the generator is closed in the pool once it comes back."""
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        ctx = CallContext(context)
+        ctx = calls.open(context)
+        pool = calls.pool
         run = contextvars.copy_context().run
         items: Iterator[Any] | None = None
         pending: futures.Future[Any] | None = None
@@ -160,7 +202,7 @@ def threaded_stream(
         except Aborted as aborted:
             await context.abort_with_status(aborted.status)
         finally:
-            ctx.end()
+            calls.ended(ctx)
             if items is not None:
                 close = getattr(items, "close", None)
                 if close is not None:
@@ -172,13 +214,13 @@ def threaded_stream(
     return call
 
 
-def adapt(handler: grpc.RpcMethodHandler[Any, Any], pool: futures.Executor) -> grpc.RpcMethodHandler[Any, Any]:
+def adapt(handler: grpc.RpcMethodHandler[Any, Any], calls: BlockingCalls) -> grpc.RpcMethodHandler[Any, Any]:
     """A generated sync method handler, served from the pool (unary and response streams)."""
     h: Any = handler
     if h.unary_unary is not None:
-        return h._replace(unary_unary=threaded(h.unary_unary, pool))  # type: ignore[no-any-return]
+        return h._replace(unary_unary=threaded(h.unary_unary, calls))  # type: ignore[no-any-return]
     if h.unary_stream is not None:
-        return h._replace(unary_stream=threaded_stream(h.unary_stream, pool))  # type: ignore[no-any-return]
+        return h._replace(unary_stream=threaded_stream(h.unary_stream, calls))  # type: ignore[no-any-return]
     raise ValueError("request-streaming sync handlers are not served from the pool")
 
 
@@ -198,13 +240,13 @@ class _Collector:
         self.registered[service] = dict(handlers)
 
 
-def add_threaded(server: grpc.aio.Server, pool: futures.Executor, register: Callable[[Any], None]) -> None:
+def add_threaded(server: grpc.aio.Server, calls: BlockingCalls, register: Callable[[Any], None]) -> None:
     """Serve what `register(server)` (a generated `add_*Servicer_to_server`) adds, every method in the pool."""
     collector = _Collector()
     register(collector)
     if not collector.registered:
         raise ValueError("the registration added no method handlers by name")
     for service, handlers in collector.registered.items():
-        adapted = {name: adapt(h, pool) for name, h in handlers.items()}
+        adapted = {name: adapt(h, calls) for name, h in handlers.items()}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, adapted),))
         server.add_registered_method_handlers(service, adapted)
