@@ -150,3 +150,12 @@ def test_closing_the_blocking_calls_ends_a_call_the_loop_left_open() -> None:
     assert not result.done()
     calls.close()
     assert result.result(BOUND) is True
+
+
+def test_work_handed_to_the_pool_after_it_closed_runs_in_place() -> None:
+    """A handler's generator that must be closed after the pool shut down (its task ended after the server stopped) is closed at once, not lost to 'cannot schedule new futures'."""
+    calls = BlockingCalls(futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-blocking"))
+    ran: list[str] = []
+    calls.close()
+    calls.later(ran.append, "after")
+    assert ran == ["after"]

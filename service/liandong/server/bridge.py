@@ -123,6 +123,14 @@ class BlockingCalls:
         with self._lock:
             self._open.discard(ctx)
 
+    def later(self, fn: Callable[..., object], *args: object) -> None:
+        """fn(*args) in the pool; here and now once the pool has shut down (a call whose task ends
+        after the server stopped still closes its handler's generator)."""
+        try:
+            self.pool.submit(fn, *args)
+        except RuntimeError:  # cannot schedule new futures after shutdown
+            fn(*args)
+
     def close(self) -> None:
         """End every call still open (their handlers' callbacks wake them), then the pool."""
         with self._lock:
@@ -207,9 +215,9 @@ def threaded_stream(
                 close = getattr(items, "close", None)
                 if close is not None:
                     if pending is None or pending.done():
-                        pool.submit(run, close)
+                        calls.later(run, close)
                     else:  # still making a message: close it when it comes back
-                        pending.add_done_callback(lambda _: pool.submit(run, close))
+                        pending.add_done_callback(lambda _: calls.later(run, close))
 
     return call
 
