@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 # Answers cite clauses with the document's own frozen Citation: an answer's citation is the clause the
 # document names, with nothing added, so a second type of the same shape would only be copied into.
@@ -144,8 +145,8 @@ def determination(
     same object, built without the frozen dataclass's `object.__setattr__` per field (about 1.5 µs
     of each answer). Determination has no __post_init__ to skip; tests/test_engine_combine_paths.py
     checks that, and that the fields here are the class's, in its order."""
-    det = object.__new__(Determination)
-    det.__dict__.update(
+    return _built(
+        Determination,
         ruleset=ruleset,
         version=version,
         content_hash=content_hash,
@@ -164,4 +165,22 @@ def determination(
         unmatched_rules=unmatched_rules,
         assumed=assumed,
     )
-    return det
+
+
+def incident(
+    *, incident_type: str, facts: dict[str, object], incident_id: str, occurred_at: dt.datetime | None
+) -> Incident:
+    """`Incident(...)` with every field given, for the server, which makes one per request: the same
+    object, built as `determination` builds its (tests/test_convert_equivalence.py checks the fields)."""
+    return _built(Incident, type=incident_type, facts=facts, id=incident_id, occurred_at=occurred_at)
+
+
+_Frozen = TypeVar("_Frozen")
+
+
+def _built(cls: type[_Frozen], **fields: object) -> _Frozen:
+    """An instance of a frozen dataclass without __post_init__, its fields set at once in its
+    __dict__ instead of one `object.__setattr__` each. Callers name every field, in class order."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj

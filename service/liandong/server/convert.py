@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from liandong.document.model import START_EVENTS, InputSpec, Obligation, RuleSetDocument
 from liandong.engine.compile import CompiledRuleSet
-from liandong.engine.result import Incident
+from liandong.engine.result import Incident, incident
 from liandong.errors import LiandongError
 from liandong.rulebook import RuleBook
 from liandong.server import bounds
@@ -20,11 +20,7 @@ def incident_from_proto(msg: pb.Incident) -> Incident:
     occurred = None
     if msg.HasField("occurred_at"):
         occurred = bounds.to_datetime("incident.occurred_at", msg.occurred_at)
-    # Incident(...) with every field given, without the frozen dataclass's object.__setattr__ per
-    # field: the same object (tests/test_convert_equivalence.py checks the fields are the class's).
-    incident = object.__new__(Incident)
-    incident.__dict__.update(type=msg.type, facts=facts, id=msg.id, occurred_at=occurred)
-    return incident
+    return incident(incident_type=msg.type, facts=facts, incident_id=msg.id, occurred_at=occurred)
 
 
 def version_info(c: CompiledRuleSet, active: bool) -> pb.VersionInfo:
