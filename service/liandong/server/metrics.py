@@ -107,9 +107,7 @@ class CallTallies(Collector):
     def finished(self, method: str, code: str, elapsed: float) -> None:
         i = bisect_left(_BOUNDS, elapsed) + 2
         with self._lock:
-            h = self._calls.get((method, code))
-            if h is None:
-                h = self._calls[(method, code)] = [0.0, time.time(), *([0] * len(_BOUNDS))]
+            h = self._calls.get((method, code)) or self._calls.setdefault((method, code), _new_histogram())
             h[0] += elapsed
             h[i] += 1
 
@@ -117,22 +115,15 @@ class CallTallies(Collector):
         ruleset = det.ruleset
         i = bisect_left(_BOUNDS, elapsed) + 2
         with self._lock:
-            h = self._evaluations.get(ruleset)
-            if h is None:
-                h = self._evaluations[ruleset] = [0.0, time.time(), *([0] * len(_BOUNDS))]
+            h = self._evaluations.get(ruleset) or self._evaluations.setdefault(ruleset, _new_histogram())
             h[0] += elapsed
             h[i] += 1
             key = (ruleset, det.version, level)
-            c = self._decisions.get(key)
-            if c is None:
-                c = self._decisions[key] = [0, time.time()]
-            c[0] += 1
+            (self._decisions.get(key) or self._decisions.setdefault(key, _new_counter()))[0] += 1
             rules = self._rules
             for rule in det.matched_rules:
-                c = rules.get((ruleset, rule.id))
-                if c is None:
-                    c = rules[(ruleset, rule.id)] = [0, time.time()]
-                c[0] += 1
+                pair = (ruleset, rule.id)
+                (rules.get(pair) or rules.setdefault(pair, _new_counter()))[0] += 1
 
     def describe(self) -> Iterator[Metric]:
         yield from self._families({}, {}, {}, {})
@@ -158,16 +149,27 @@ class CallTallies(Collector):
             requests.add_metric([method, code], float(sum(h[2:])), created=h[1] if created else None)
         yield requests
         yield _histogram(RPC_DURATION, RPC_DURATION_HELP, ["method", "code"], calls.items(), created)
-        counted = CounterMetricFamily(DECISIONS, DECISIONS_HELP, labels=["ruleset", "version", "level"])
-        for labels, c in decisions.items():
-            counted.add_metric(list(labels), float(c[0]), created=c[1] if created else None)
-        yield counted
-        hits = CounterMetricFamily(RULE_HITS, RULE_HITS_HELP, labels=["ruleset", "rule"])
-        for pair, c in rules.items():
-            hits.add_metric(list(pair), float(c[0]), created=c[1] if created else None)
-        yield hits
+        yield _counter(DECISIONS, DECISIONS_HELP, ["ruleset", "version", "level"], decisions.items(), created)
+        yield _counter(RULE_HITS, RULE_HITS_HELP, ["ruleset", "rule"], rules.items(), created)
         by_ruleset = [((k,), v) for k, v in evaluations.items()]
         yield _histogram(EVALUATION_DURATION, EVALUATION_DURATION_HELP, ["ruleset"], by_ruleset, created)
+
+
+def _new_counter() -> list[float]:
+    return [0, time.time()]  # count, created
+
+
+def _new_histogram() -> list[float]:
+    return [0.0, time.time(), *([0] * len(_BOUNDS))]  # sum, created, a count per bucket (+Inf last)
+
+
+def _counter(
+    name: str, doc: str, labelnames: list[str], tallies: Iterable[tuple[Sequence[str], list[float]]], created: bool
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labelnames)
+    for labels, c in tallies:
+        family.add_metric(list(labels), float(c[0]), created=c[1] if created else None)
+    return family
 
 
 def _histogram(
